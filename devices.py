@@ -1,0 +1,119 @@
+"""Device and dtype choice (CUDA, MPS, CPU), shared by training, eval and inference.
+
+`auto` picks CUDA, then Apple's MPS, then CPU, and the dtype each trains well in:
+
+| device | auto dtype | why |
+|---|---|---|
+| CUDA, bf16-capable (Ampere+) | bf16 | same range as fp32, no loss scaling |
+| CUDA, older | fp16 | with mixed precision and loss scaling |
+| MPS | fp32 | bf16/fp16 training on MPS still produces NaNs on some macOS/torch pairs; fp32 is stable |
+| CPU | fp32 | CPU half-precision matmuls are slow and TRL's bf16 default fails there |
+
+An explicit `--device cuda` on a machine without CUDA is an error naming the flag, never a silent fallback.
+More than one visible GPU in a single process trains on the first and says how to use all of them.
+Left out on purpose: XPU/NPU/TPU back ends (untested here), and multi-GPU launch itself (that is
+`accelerate launch` / `torchrun`, which set the process rank this module respects).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cuda", "mps", "cpu")
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+class DeviceError(ValueError):
+    """A requested device or dtype this machine cannot honour."""
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def is_distributed() -> bool:
+    """True under `accelerate launch` / `torchrun` with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def resolve_device(requested: str = "auto") -> str:
+    """The device to use, as `cuda`, `mps` or `cpu`; raises DeviceError if `requested` is not available."""
+    if requested not in DEVICES:
+        raise DeviceError(f"--device {requested!r} is not one of {', '.join(DEVICES)}")
+    cuda, mps = torch.cuda.is_available(), _mps_available()
+    if requested == "auto":
+        return "cuda" if cuda else "mps" if mps else "cpu"
+    if requested == "cuda" and not cuda:
+        raise DeviceError("--device cuda: no CUDA GPU is visible to torch here; try --device auto or --device cpu")
+    if requested == "mps" and not mps:
+        raise DeviceError("--device mps: Apple MPS is not available here; try --device auto or --device cpu")
+    return requested
+
+
+def resolve_dtype(device: str, requested: str = "auto") -> torch.dtype:
+    """The compute dtype for `device`; `requested` is one of auto, bf16, fp16, fp32."""
+    if requested != "auto" and requested not in DTYPES:
+        raise DeviceError(f"--dtype {requested!r} is not one of auto, {', '.join(DTYPES)}")
+    if requested == "auto":
+        if device == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    dtype = DTYPES[requested]
+    if device == "cpu" and dtype == torch.float16:
+        raise DeviceError("--dtype fp16 is not supported for training on CPU; use --dtype fp32 (or bf16)")
+    if device == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        raise DeviceError("--dtype bf16: this GPU does not support bf16; use --dtype fp16 or --dtype auto")
+    return dtype
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return {v: k for k, v in DTYPES.items()}[dtype]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a run computes: the device, the compute dtype, and the trainer flags that go with them."""
+
+    device: str
+    dtype: torch.dtype
+
+    @property
+    def trainer_flags(self) -> dict:
+        """TrainingArguments precision/device flags. TRL defaults to bf16=True, which fails on CPU."""
+        return {
+            "bf16": self.dtype == torch.bfloat16,
+            "fp16": self.dtype == torch.float16,
+            "use_cpu": self.device == "cpu",
+        }
+
+    def load_dtype(self, full_finetune: bool) -> torch.dtype:
+        """The dtype model weights are loaded in.
+
+        fp16 full fine-tuning keeps fp32 master weights (the AMP grad scaler cannot unscale fp16
+        gradients); with LoRA the frozen base can be fp16 because PEFT keeps adapters in fp32.
+        """
+        if self.dtype == torch.float16 and full_finetune:
+            return torch.float32
+        return self.dtype
+
+
+def resolve_placement(device: str = "auto", dtype: str = "auto") -> Placement:
+    """Resolve `--device` and `--dtype` together, and warn when GPUs would sit idle."""
+    dev = resolve_device(device)
+    placement = Placement(dev, resolve_dtype(dev, dtype))
+    if dev == "cuda" and not is_distributed() and torch.cuda.device_count() > 1:
+        n = torch.cuda.device_count()
+        logger.warning(
+            "%d GPUs are visible but this is one process: training uses cuda:0 only. To use all of them: "
+            "accelerate launch --num_processes %d main.py ...  (see configs/accelerate/)",
+            n,
+            n,
+        )
+    return placement

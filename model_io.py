@@ -1,0 +1,133 @@
+"""Loading models and tokenizers, with errors a user can act on: shared by train.py, eval.py and inference.py.
+
+A model reference is a hub id (`Qwen/Qwen2.5-0.5B-Instruct`), a full model directory, or a LoRA adapter
+directory (`ckpts/run/final`, `ckpts/run/checkpoint-100`). For an adapter the base model is, in order:
+`--base_model`, the adapter's `base_model_name_or_path` if it still resolves, the run's `run_config.json`
+`model_id`, or the run's own `base_model/` folder (the demo keeps its tiny base there).
+
+Left out on purpose: quantised loading (bitsandbytes) and remote code unless asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+class ModelLoadError(ValueError):
+    """A model, adapter or tokenizer that cannot be loaded; the message names it and what would work."""
+
+
+def _hub_hint(name: str) -> str:
+    return (
+        f"could not load {name!r}: not a local directory and not reachable on the Hugging Face Hub "
+        "(no network, or a typo). Pass a local model directory, or try `python main.py --demo`"
+    )
+
+
+def load_tokenizer(model_id: str, trust_remote_code: bool = False):
+    """The tokenizer, with a pad token and left padding (generation pads on the left)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust_remote_code)
+    except OSError as e:
+        if Path(model_id).exists():
+            raise ModelLoadError(f"{model_id}: no usable tokenizer files ({str(e).splitlines()[0]})") from None
+        raise ModelLoadError(_hub_hint(model_id)) from None
+    if tok.pad_token is None:
+        # Qwen base models and Llama have no pad token; reusing EOS is safe because masks, not ids, mark padding.
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def load_model(model_id: str, dtype: torch.dtype, trust_remote_code: bool = False):
+    """A causal LM in `dtype` on the CPU (the trainer or caller moves it)."""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype, trust_remote_code=trust_remote_code)
+    except OSError as e:
+        if Path(model_id).exists():
+            raise ModelLoadError(f"{model_id}: missing or corrupted model files ({str(e).splitlines()[0]})") from None
+        raise ModelLoadError(_hub_hint(model_id)) from None
+    except (ValueError, RuntimeError) as e:  # unknown architecture, truncated safetensors, shape mismatch
+        raise ModelLoadError(f"{model_id}: cannot load the model ({str(e).splitlines()[0]})") from None
+
+
+def is_adapter_dir(path: str | Path) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def find_run_config(model_dir: str | Path) -> dict | None:
+    """The run_config.json of the run a `final/` or `checkpoint-N/` directory belongs to, if any."""
+    d = Path(model_dir).resolve()
+    for cand in (d / "run_config.json", d.parent / "run_config.json"):
+        if cand.is_file():
+            try:
+                return json.loads(cand.read_text())
+            except json.JSONDecodeError:
+                logger.warning("ignoring unreadable %s", cand)
+    return None
+
+
+def resolve_base_model(adapter_dir: str | Path, base_model: str | None = None) -> str:
+    """The base model of a LoRA adapter directory (see the module docstring for the order)."""
+    if base_model:
+        return base_model
+    adapter_dir = Path(adapter_dir)
+    try:
+        cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelLoadError(f"{adapter_dir}/adapter_config.json is unreadable ({e})") from None
+    candidates = [cfg.get("base_model_name_or_path")]
+    run_cfg = find_run_config(adapter_dir)
+    if run_cfg:
+        candidates.append(run_cfg.get("args", {}).get("model_id"))
+    for run_dir in (adapter_dir, adapter_dir.parent):
+        candidates.append(str(run_dir / "base_model") if (run_dir / "base_model" / "config.json").is_file() else None)
+    for cand in candidates:
+        if not cand:
+            continue
+        looks_local = cand.startswith((".", "/", "~")) or cand.count("/") > 1
+        if not looks_local or Path(cand).expanduser().exists():
+            return cand
+    raise ModelLoadError(
+        f"{adapter_dir}: cannot find the adapter's base model (tried {', '.join(c for c in candidates if c)}); "
+        "pass --base_model"
+    )
+
+
+def load_for_inference(model_dir: str, dtype: torch.dtype, device: str, base_model: str | None = None,
+                       trust_remote_code: bool = False):
+    """(model, tokenizer, base_id) ready to generate: an adapter is merged into its base for speed."""
+    path = Path(model_dir)
+    looks_local = model_dir.startswith((".", "/", "~")) or model_dir.count("/") > 1
+    if looks_local and not path.exists():
+        raise ModelLoadError(f"--model_dir {model_dir}: no such directory")
+    if path.is_dir() and not (is_adapter_dir(path) or (path / "config.json").is_file()):
+        raise ModelLoadError(f"--model_dir {model_dir}: neither a model (config.json) nor an adapter "
+                             "(adapter_config.json) directory")
+    if is_adapter_dir(path):
+        from peft import PeftModel
+
+        base_id = resolve_base_model(path, base_model)
+        model = load_model(base_id, dtype, trust_remote_code)
+        try:
+            model = PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+        except (OSError, ValueError, RuntimeError, KeyError) as e:
+            raise ModelLoadError(f"{model_dir}: corrupted or mismatched LoRA adapter ({str(e).splitlines()[0]})") from None
+        tok_src = str(path) if (path / "tokenizer_config.json").is_file() else base_id
+    else:
+        base_id = model_dir
+        model = load_model(model_dir, dtype, trust_remote_code)
+        tok_src = model_dir
+    tokenizer = load_tokenizer(tok_src, trust_remote_code)
+    model.to(device).eval()
+    return model, tokenizer, base_id

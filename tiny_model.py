@@ -1,0 +1,125 @@
+"""The offline tiny model: a Qwen2-architecture causal LM of ~0.45M parameters and a tokenizer it trains itself.
+
+`--demo`, the test suite and the CPU benchmarks use it so that everything runs with no network and no
+downloaded weights. It is a real `Qwen2ForCausalLM` saved with `save_pretrained`, so every code path
+(PEFT LoRA, TRL's GRPOTrainer, eval, inference, merging) is the one a real Qwen model takes.
+
+    python tiny_model.py OUT_DIR        # writes config, weights, tokenizer and chat template to OUT_DIR
+
+The tokenizer is a byte-level BPE (any text encodes, as with Qwen) with single digits split like Qwen's,
+trained in well under a second on a fixed corpus of arithmetic word problems and the prompt templates'
+words, so that prompts are short. The weights are random: the model knows nothing, it is there to move.
+Left out on purpose: any pretrained knowledge, and sizes other than one (tests need speed, not choice).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+PAD, BOS_CHAT, EOS = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
+# Tags the rewards look for are single tokens, so that a random model can stumble on them and learn them.
+TAG_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
+VOCAB_SIZE = 512  # 256 byte symbols + ~250 merges: short prompts, a small embedding
+
+# Qwen's own chat layout, without the default system prompt.
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+_NAMES = ["Tom", "Ann", "Li", "Sam", "Mia", "Ben", "Zoe", "Max"]
+_ITEMS = ["apples", "pens", "books", "coins", "eggs", "cards", "cakes", "balls"]
+_WORDS = (
+    "A conversation between User and Assistant. The User asks a question, and the Assistant solves it. "
+    "Think step by step inside <think> </think>, then give the final answer as <answer>\\boxed{...}</answer>. "
+    "Please reason step by step, and put your final answer within \\boxed{}. The answer is "
+    "How many does he have now? How many are left? What is the total? system user assistant "
+    "请一步一步思考，并把最终答案写在 \\boxed{} 中。答案是"
+)
+
+
+def _corpus(n: int = 400, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    lines = [_WORDS] * 20
+    for _ in range(n):
+        a, b = rng.randint(1, 99), rng.randint(1, 99)
+        name, item = rng.choice(_NAMES), rng.choice(_ITEMS)
+        lines.append(f"{name} has {a} {item} and gets {b} more. How many {item} does {name} have? {a + b}")
+        lines.append(f"<think> {a} + {b} = {a + b} </think> <answer> \\boxed{{{a + b}}} </answer>")
+    return lines
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """Train the byte-level BPE tokenizer (deterministic) and wrap it with pad/eos tokens and a chat template."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        special_tokens=[PAD, BOS_CHAT, EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=None, padding_side="left"
+    )
+    fast.add_tokens(TAG_TOKENS)
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def build_model(tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> Qwen2ForCausalLM:
+    """A randomly initialised Qwen2 model sized for CPU tests (~0.45M parameters)."""
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=96,
+        intermediate_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,  # grouped-query attention, as in Qwen2.5
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
+def save_tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
+    """Write the tiny model and tokenizer to `out_dir` (loadable with `from_pretrained`); reuse it if present."""
+    out = Path(out_dir)
+    marker = out / "tiny_model.json"
+    if marker.is_file() and (out / "config.json").is_file():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer, seed=seed)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    n_params = sum(p.numel() for p in model.parameters())
+    marker.write_text(json.dumps({"seed": seed, "parameters": n_params}) + "\n")
+    return out
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python tiny_model.py OUT_DIR")
+    path = save_tiny_model(sys.argv[1])
+    print(f"tiny model written to {path}")

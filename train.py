@@ -1,0 +1,291 @@
+"""The training flow, top to bottom: seed, data, model + tokenizer, LoRA, rewards, GRPOConfig, trainer, train, save.
+
+Called by `main.py` with parsed and validated arguments (`python main.py --help` lists them); not a CLI itself.
+`build_grpo_config` and `build_lora_config` are the only places where this tool's flag names become TRL and
+PEFT names, so each setting has one source of truth, and the resolved result is written to
+`OUTPUT_DIR/run_config.json` before the first step.
+
+Departures from stock TRL, each for a reason:
+- `--max_prompt_length` is applied here, by dropping longer prompts before training (TRL 1.16 has no such
+  option and would otherwise feed arbitrarily long prompts); the count is logged.
+- generation goes through `rollout.py` when `--fast_generation` is on (see there); the loss, advantages,
+  optimizer and checkpointing are stock `GRPOTrainer`.
+Left out on purpose: reward models (rewards are functions here), multimodal prompts, tool calling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import torch
+
+from data_utils import DatasetError, default_eval_split, filter_long_prompts, load_math_dataset
+from devices import Placement, dtype_name
+from model_io import ModelLoadError, load_model, load_tokenizer
+from reward import RewardError, check_reward_funcs, load_reward_funcs
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
+PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "math-verify")
+
+
+class RunError(RuntimeError):
+    """A run that cannot proceed for a reason the user can fix; the message is one line."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The two places where CLI names become library names
+
+
+def build_lora_config(args: argparse.Namespace):
+    """PEFT LoraConfig from --lora_* flags, or None with --full_finetune."""
+    if args.full_finetune:
+        return None
+    from peft import LoraConfig
+
+    targets = args.lora_target_modules
+    return LoraConfig(
+        r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        target_modules=targets[0] if targets == ["all-linear"] else targets,
+        task_type="CAUSAL_LM",
+        bias="none",
+    )
+
+
+def default_learning_rate(args: argparse.Namespace) -> float:
+    # LoRA's low-rank update moves the function less per unit step than full fine-tuning: ~10x the rate.
+    return args.learning_rate if args.learning_rate else (1e-6 if args.full_finetune else 1e-5)
+
+
+def build_grpo_config(args: argparse.Namespace, placement: Placement):
+    """TRL GRPOConfig from this tool's flags; the precision flags come from the resolved placement."""
+    from trl import GRPOConfig
+
+    report_to = [r for r in args.report_to if r != "none"] or "none"
+    return GRPOConfig(
+        output_dir=args.output_dir,
+        # optimisation
+        learning_rate=default_learning_rate(args),
+        num_train_epochs=args.num_train_epochs,
+        max_steps=args.max_steps,
+        per_device_train_batch_size=args.batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        lr_scheduler_type=args.lr_scheduler_type,
+        warmup_steps=args.warmup_ratio,  # transformers 5: a float below 1 is a ratio of total steps
+        max_grad_norm=args.max_grad_norm,
+        gradient_checkpointing=args.gradient_checkpointing,
+        seed=args.seed,
+        data_seed=args.seed,
+        # GRPO
+        num_generations=args.num_generations,
+        beta=args.beta,
+        loss_type=args.loss_type,
+        scale_rewards=args.scale_rewards,
+        epsilon=args.epsilon,
+        epsilon_high=args.epsilon_high,
+        num_iterations=args.num_iterations,
+        reward_weights=args.reward_weights,
+        # generation
+        max_completion_length=args.max_completion_length,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        use_vllm=args.use_vllm,
+        vllm_mode=args.vllm_mode,
+        # logging and saving
+        logging_steps=args.logging_steps,
+        report_to=report_to,
+        save_strategy="steps",
+        save_steps=args.save_steps,
+        save_total_limit=args.save_total_limit,
+        log_completions=False,  # callbacks.py writes completions.jsonl and TensorBoard text instead
+        disable_tqdm=False,
+        # device and precision
+        **placement.trainer_flags,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Provenance
+
+
+def _package_versions() -> dict:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _git_commit() -> str | None:
+    try:
+        here = Path(__file__).resolve().parent
+        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        return res.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write_run_config(args: argparse.Namespace, placement: Placement, extra: dict) -> Path:
+    """run_config.json: resolved arguments, package versions, device, dtype, git commit."""
+    resolved = {k: v for k, v in vars(args).items() if k != "placement"}
+    resolved["learning_rate"] = default_learning_rate(args)
+    record = {
+        "args": resolved,
+        "device": placement.device,
+        "dtype": dtype_name(placement.dtype),
+        "versions": {"python": platform.python_version(), **_package_versions()},
+        "git_commit": _git_commit(),
+        "command": " ".join(sys.argv),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **extra,
+    }
+    path = Path(args.output_dir) / "run_config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The flow
+
+
+def _resolve_resume(args: argparse.Namespace) -> str | bool | None:
+    if args.resume_from_checkpoint != "latest":
+        return args.resume_from_checkpoint
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+    if last is None:
+        raise RunError(f"--resume_from_checkpoint latest: no checkpoint-N directory in {args.output_dir}")
+    return last
+
+
+def prepare_model_id(args: argparse.Namespace) -> str:
+    """The model to train; with --demo and no --model_id, the tiny offline model built into the run directory."""
+    if args.model_id:
+        return args.model_id
+    if args.demo:
+        from tiny_model import save_tiny_model
+
+        return str(save_tiny_model(Path(args.output_dir) / "base_model", seed=args.seed).resolve())
+    return DEFAULT_MODEL
+
+
+def run(args: argparse.Namespace) -> Path:
+    """Train with GRPO as configured by `args` (see main.py); returns the final/ directory."""
+    from transformers import set_seed
+    from trl import GRPOTrainer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    t0 = time.time()
+    placement: Placement = args.placement
+    out = Path(args.output_dir)
+    if args.overwrite_output_dir and (out / "run_config.json").exists() and not args.resume_from_checkpoint:
+        _clear_run_dir(out)
+    resume = _resolve_resume(args) if args.resume_from_checkpoint else None
+
+    # 1. seed: data order, LoRA init and sampling all follow it
+    set_seed(args.seed)
+
+    # 2. tokenizer and data
+    args.model_id = prepare_model_id(args)
+    try:
+        tokenizer = load_tokenizer(args.model_id, args.trust_remote_code)
+        train_ds = load_math_dataset(
+            args.dataset_id, args.split, max_samples=args.max_samples, prompt_template=args.prompt_template,
+            prompt_lang=args.prompt_lang, system_prompt=args.system_prompt, seed=args.seed,
+        )
+        n_loaded = len(train_ds)
+        train_ds, n_dropped = filter_long_prompts(train_ds, tokenizer, args.max_prompt_length)
+    except (DatasetError, ModelLoadError) as e:
+        raise RunError(str(e)) from None
+    if len(train_ds) == 0:
+        raise RunError(
+            f"--dataset_id {args.dataset_id}: all {n_loaded} prompts are longer than --max_prompt_length "
+            f"{args.max_prompt_length} tokens; raise it"
+        )
+    logger.info("training prompts: %d (%d dropped as longer than %d tokens)", len(train_ds), n_dropped,
+                args.max_prompt_length)
+
+    # 3. rewards: each is called once on a perfect completion before any model loads
+    try:
+        reward_funcs = load_reward_funcs(args.reward_funcs, max_completion_length=args.max_completion_length)
+        check_reward_funcs(reward_funcs, gold=str(train_ds[0]["answer"]), prompt=train_ds[0]["prompt"],
+                           conversational=not isinstance(train_ds[0]["prompt"], str))
+    except RewardError as e:
+        raise RunError(str(e)) from None
+
+    # 4. model (+ LoRA, which the trainer applies from the config)
+    try:
+        model = load_model(args.model_id, placement.load_dtype(args.full_finetune), args.trust_remote_code)
+    except ModelLoadError as e:
+        raise RunError(str(e)) from None
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    peft_config = build_lora_config(args)
+
+    # 5. config and trainer
+    config = build_grpo_config(args, placement)
+    if placement.device == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        config._n_gpu = 1  # one process uses one GPU; Trainer would otherwise wrap the model in DataParallel
+    write_run_config(args, placement, {"train_rows": len(train_ds), "dropped_long_prompts": n_dropped})
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=config,
+        train_dataset=train_ds,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    _log_parameters(trainer.model)
+
+    # 6. train
+    trainer.train(resume_from_checkpoint=resume)
+
+    # 7. save: adapter (or full model) + tokenizer under final/, optionally a merged model
+    final = out / "final"
+    trainer.save_model(str(final))
+    tokenizer.save_pretrained(str(final))
+    if args.merge:
+        merged = trainer.model.merge_and_unload() if hasattr(trainer.model, "merge_and_unload") else trainer.model
+        merged.save_pretrained(str(final / "merged"))
+        tokenizer.save_pretrained(str(final / "merged"))
+    logger.info("done in %.1f s; final model in %s", time.time() - t0, final)
+    return final
+
+
+def _clear_run_dir(out: Path) -> None:
+    """Remove the outputs of an earlier run in `out` (only names this tool writes)."""
+    import shutil
+
+    for child in out.iterdir():
+        if child.name == "base_model":
+            continue  # the demo's tiny base is rebuilt identically; keep it
+        if child.is_dir() and (child.name.startswith("checkpoint-") or child.name in ("final", "runs")):
+            shutil.rmtree(child)
+        elif child.is_file() and child.suffix in (".json", ".jsonl", ".png"):
+            child.unlink()
+
+
+def _log_parameters(model: torch.nn.Module) -> None:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    logger.info("parameters: %s trainable of %s (%.2f%%)", f"{trainable:,}", f"{total:,}",
+                100 * trainable / max(total, 1))
