@@ -1,0 +1,139 @@
+"""main.py: argument parsing, --config precedence, and the one-line errors for bad flags (before any model loads)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import main
+from main import UsageError, parse_args
+
+ROOT = main.Path(main.__file__).resolve().parent
+
+
+def args_for(*argv, tmp_path=None):
+    out = ["--output_dir", str(tmp_path / "run")] if tmp_path else []
+    return parse_args([*argv, *out])
+
+
+def test_defaults_and_the_flags_users_already_type(tmp_path):
+    a = args_for(
+        "--model_id", "Qwen/Qwen2.5-0.5B-Instruct", "--dataset_id", "openai/gsm8k", "--learning_rate", "2e-5",
+        "--num_train_epochs", "2", "--batch_size", "16", "--max_completion_length", "128",
+        "--max_prompt_length", "300", "--num_generations", "8", "--device", "cpu", tmp_path=tmp_path,
+    )
+    assert (a.learning_rate, a.num_train_epochs, a.batch_size) == (2e-5, 2.0, 16)
+    assert (a.max_completion_length, a.max_prompt_length, a.num_generations) == (128, 300, 8)
+    assert a.reward_funcs == ["format", "accuracy"] and a.report_to == ["tensorboard"]
+    assert a.placement.device == "cpu"
+
+
+def test_per_device_train_batch_size_is_an_alias(tmp_path):
+    a = args_for("--per_device_train_batch_size", "4", "--num_generations", "4", "--device", "cpu", tmp_path=tmp_path)
+    assert a.batch_size == 4
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        # the generation batch (batch x accumulation) must hold whole groups; the hint is the nearest divisor
+        (["--batch_size", "16", "--num_generations", "3"], "--num_generations 3 must divide the generation batch 16"),
+        (["--batch_size", "16", "--num_generations", "3"], "try --num_generations 2"),
+        (["--batch_size", "4", "--gradient_accumulation_steps", "3", "--num_generations", "8"], "batch 12"),
+        # GRPO's advantage is relative to the group: one completion has nothing to compare to
+        (["--num_generations", "1"], "at least 2"),
+        # unknown reward names list the valid ones
+        (["--reward_funcs", "acuracy"], "accuracy"),
+        (["--reward_funcs", "format", "accuracy", "--reward_weights", "1.0"], "--reward_weights has 1 value"),
+        (["--top_p", "0"], "--top_p"),
+        (["--max_steps", "0"], "--max_steps 0"),
+        (["--dataset_id", "no/such/file.jsonl"], "no/such/file.jsonl"),
+        (["--model_id", "./no_such_model_dir"], "--model_id ./no_such_model_dir"),
+        (["--resume_from_checkpoint", "nowhere/checkpoint-5"], "--resume_from_checkpoint"),
+        (["--merge", "--full_finetune"], "--merge"),
+    ],
+)
+def test_bad_flag_combinations_raise_one_line_naming_the_flag(tmp_path, argv, message):
+    with pytest.raises(ValueError) as e:
+        args_for("--device", "cpu", *argv, tmp_path=tmp_path)
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_argparse_rejects_bad_types_and_choices(tmp_path, capsys):
+    for argv in (["--batch_size", "0"], ["--device", "tpu"], ["--prompt_template", "nope"], ["--lora_r", "x"]):
+        with pytest.raises(SystemExit) as e:
+            args_for(*argv, tmp_path=tmp_path)
+        assert e.value.code == 2
+
+
+def test_config_file_values_and_command_line_precedence(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("learning_rate: 3e-5\nnum_generations: 4\nbatch_size: 8\nreward_funcs: [accuracy]\n"
+                   "per_device_train_batch_size: 8\n")
+    a = args_for("--config", str(cfg), "--device", "cpu", tmp_path=tmp_path)
+    assert a.learning_rate == 3e-5  # YAML reads 3e-5 as a string; it is converted like the flag
+    assert (a.num_generations, a.batch_size, a.reward_funcs) == (4, 8, ["accuracy"])
+    a = args_for("--config", str(cfg), "--num_generations", "8", "--device", "cpu", tmp_path=tmp_path)
+    assert a.num_generations == 8  # the command line wins
+
+
+def test_demo_defaults_yield_to_config_and_flags(tmp_path):
+    a = args_for("--demo", tmp_path=tmp_path)
+    assert a.dataset_id == "arithmetic" and a.max_steps == main.DEMO_DEFAULTS["max_steps"]
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("max_steps: 3\n")
+    a = args_for("--demo", "--config", str(cfg), "--max_completion_length", "16", tmp_path=tmp_path)
+    assert (a.max_steps, a.max_completion_length) == (3, 16)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("learning_rat: 1e-5\n", "unknown key(s) learning_rat"),  # a typo is not silently ignored
+        ("device: tpu\n", "device: 'tpu' is not one of"),  # choices hold for the file too
+        ("batch_size: many\n", "batch_size"),
+        ("- a\n- b\n", "mapping"),
+        ("a: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_config_files(tmp_path, content, message):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(content)
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        args_for("--config", str(cfg), tmp_path=tmp_path)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(UsageError, match="--config .*nope.yaml: no such file"):
+        args_for("--config", str(tmp_path / "nope.yaml"), tmp_path=tmp_path)
+
+
+def test_an_existing_run_is_not_overwritten_by_accident(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run_config.json").write_text(json.dumps({"args": {}}))
+    with pytest.raises(UsageError, match="already holds a run"):
+        args_for("--device", "cpu", tmp_path=tmp_path)
+    assert args_for("--device", "cpu", "--overwrite_output_dir", tmp_path=tmp_path).overwrite_output_dir
+
+
+def test_presets_in_configs_parse(tmp_path):
+    for preset in sorted((ROOT / "configs").glob("*.yaml")):
+        a = parse_args(["--config", str(preset), "--output_dir", str(tmp_path / preset.stem), "--device", "cpu"])
+        assert a.model_id, preset
+
+
+def test_cli_exit_code_2_and_one_line_without_traceback(tmp_path):
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "--num_generations", "3", "--output_dir", str(tmp_path / "r")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines() == [
+        "main.py: error: --num_generations 3 must divide the generation batch 8 (--batch_size 8 x "
+        "--gradient_accumulation_steps 1); try --num_generations 2"
+    ]
