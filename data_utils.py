@@ -19,6 +19,7 @@ streaming, hub configs other than gsm8k's, and any answer parsing of our own.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
@@ -203,7 +204,7 @@ def _read_file(path: Path) -> list[dict]:
             return pq.read_table(path).to_pylist()
         text = path.read_text(encoding="utf-8")
         if ext == ".csv":
-            return list(csv.DictReader(text.splitlines()))
+            return list(csv.DictReader(io.StringIO(text, newline="")))  # keeps newlines inside quoted cells
         if ext == ".json":
             try:
                 data = json.loads(text)
