@@ -31,7 +31,7 @@ DEMO_DEFAULTS = {
     "batch_size": 16,
     "num_generations": 4,
     "max_completion_length": 32,
-    "max_prompt_length": 128,
+    "max_prompt_length": 256,
     "learning_rate": 5e-4,  # a random tiny model needs large steps to move visibly in 8 updates
     "lora_r": 8,
     "lora_alpha": 16,
@@ -233,7 +233,7 @@ def validate_args(args: argparse.Namespace) -> None:
     gen_batch = args.batch_size * args.gradient_accumulation_steps * world
     if gen_batch % args.num_generations:
         divisors = [d for d in range(2, gen_batch + 1) if gen_batch % d == 0]
-        hint = min(divisors, key=lambda d: abs(d - args.num_generations)) if divisors else None
+        hint = min(divisors, key=lambda d: (abs(d - args.num_generations), -d)) if divisors else None
         raise UsageError(
             f"--num_generations {args.num_generations} must divide the generation batch {gen_batch} "
             f"(--batch_size {args.batch_size} x --gradient_accumulation_steps {args.gradient_accumulation_steps}"

@@ -7,15 +7,14 @@ downloaded weights. It is a real `Qwen2ForCausalLM` saved with `save_pretrained`
     python tiny_model.py OUT_DIR        # writes config, weights, tokenizer and chat template to OUT_DIR
 
 The tokenizer is a byte-level BPE (any text encodes, as with Qwen) with single digits split like Qwen's,
-trained in well under a second on a fixed corpus of arithmetic word problems and the prompt templates'
-words, so that prompts are short. The weights are random: the model knows nothing, it is there to move.
+trained in well under a second on the prompt templates of `data_utils.py` and its arithmetic word problems,
+so that prompts are short. The weights are random: the model knows nothing, it is there to move.
 Left out on purpose: any pretrained knowledge, and sizes other than one (tests need speed, not choice).
 """
 
 from __future__ import annotations
 
 import json
-import random
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 PAD, BOS_CHAT, EOS = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 # Tags the rewards look for are single tokens, so that a random model can stumble on them and learn them.
 TAG_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
-VOCAB_SIZE = 512  # 256 byte symbols + ~250 merges: short prompts, a small embedding
+VOCAB_SIZE = 1024  # 256 byte symbols + ~760 merges: template phrases become single tokens, prompts stay short
 
 # Qwen's own chat layout, without the default system prompt.
 CHAT_TEMPLATE = (
@@ -36,25 +35,19 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
 
-_NAMES = ["Tom", "Ann", "Li", "Sam", "Mia", "Ben", "Zoe", "Max"]
-_ITEMS = ["apples", "pens", "books", "coins", "eggs", "cards", "cakes", "balls"]
-_WORDS = (
-    "A conversation between User and Assistant. The User asks a question, and the Assistant solves it. "
-    "Think step by step inside <think> </think>, then give the final answer as <answer>\\boxed{...}</answer>. "
-    "Please reason step by step, and put your final answer within \\boxed{}. The answer is "
-    "How many does he have now? How many are left? What is the total? system user assistant "
-    "请一步一步思考，并把最终答案写在 \\boxed{} 中。答案是"
-)
+def _corpus(n: int = 600, seed: int = 0) -> list[str]:
+    """What the tiny model will see: every prompt template (both languages) and arithmetic problems."""
+    from data_utils import LANGS, TEMPLATES, arithmetic_problems, build_prompt
 
-
-def _corpus(n: int = 400, seed: int = 0) -> list[str]:
-    rng = random.Random(seed)
-    lines = [_WORDS] * 20
-    for _ in range(n):
-        a, b = rng.randint(1, 99), rng.randint(1, 99)
-        name, item = rng.choice(_NAMES), rng.choice(_ITEMS)
-        lines.append(f"{name} has {a} {item} and gets {b} more. How many {item} does {name} have? {a + b}")
-        lines.append(f"<think> {a} + {b} = {a + b} </think> <answer> \\boxed{{{a + b}}} </answer>")
+    lines = []
+    for template in TEMPLATES:
+        for lang in LANGS:
+            prompt = build_prompt("", template, lang)
+            text = prompt if isinstance(prompt, str) else " ".join(m["content"] for m in prompt)
+            lines += [text] * 20  # repeated so the template's phrases become single tokens
+    for row in arithmetic_problems(n, seed=seed):
+        lines.append(row["question"])
+        lines.append(f"<think> {row['solution']} </think> <answer> \\boxed{{{row['answer']}}} </answer>")
     return lines
 
 

@@ -86,7 +86,7 @@ def build_grpo_config(args: argparse.Namespace, placement: Placement):
         lr_scheduler_type=args.lr_scheduler_type,
         warmup_steps=args.warmup_ratio,  # transformers 5: a float below 1 is a ratio of total steps
         max_grad_norm=args.max_grad_norm,
-        gradient_checkpointing=args.gradient_checkpointing,
+        **({"gradient_checkpointing": True} if args.gradient_checkpointing else {}),  # the kwarg alone warns
         seed=args.seed,
         data_seed=args.seed,
         # GRPO
@@ -223,6 +223,14 @@ def run(args: argparse.Namespace) -> Path:
         )
     logger.info("training prompts: %d (%d dropped as longer than %d tokens)", len(train_ds), n_dropped,
                 args.max_prompt_length)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    per_step = args.batch_size * args.gradient_accumulation_steps * world // args.num_generations
+    if len(train_ds) < per_step:
+        # TRL's sampler would yield no batch at all and "train" for 0 steps
+        raise RunError(
+            f"--dataset_id {args.dataset_id}: {len(train_ds)} usable prompt(s) but each step needs {per_step} "
+            f"distinct prompts (generation batch / --num_generations); use more data or a smaller --batch_size"
+        )
 
     # 3. rewards: each is called once on a perfect completion before any model loads
     try:
