@@ -154,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval_every", type=int, default=0, help="greedy accuracy eval every N steps; 0 = never")
     g.add_argument("--eval_samples", type=_positive_int, default=64, help="problems per accuracy eval")
     g.add_argument("--eval_split", help="split for accuracy eval (default: the dataset's test split)")
-    g.add_argument("--eval_before_train", action="store_true", help="score the starting model first")
+    g.add_argument("--eval_before_train", action=argparse.BooleanOptionalAction, default=False,
+                   help="score the starting model first")
 
     g = p.add_argument_group("output")
     g.add_argument("--output_dir", default="ckpts/run", help="run directory (checkpoints, logs, plots, final/)")

@@ -24,6 +24,7 @@ import platform
 import subprocess
 import sys
 import time
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -194,6 +195,8 @@ def run(args: argparse.Namespace) -> Path:
     from trl import GRPOTrainer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # TRL 1.16 calls a transformers 5 property that warns on every step; it is theirs to rename, not the user's
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     t0 = time.time()
     placement: Placement = args.placement
     out = Path(args.output_dir)

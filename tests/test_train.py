@@ -1,0 +1,96 @@
+"""End-to-end training of the tiny offline model through main.py and train.py (slow: seconds each, CPU).
+
+Covers: LoRA for 2 steps (adapter weights change, base weights do not, every output file is written),
+--full_finetune, --merge, resume from a checkpoint, and that GRPO actually learns on a toy reward.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import main
+
+pytestmark = pytest.mark.slow
+TOY_REWARD = str(Path(__file__).resolve().parent / "toy_rewards.py") + ":digit_share"
+
+
+def train(tmp_path: Path, *extra: str, name: str = "run") -> Path:
+    out = tmp_path / name
+    argv = ["--demo", "--output_dir", str(out), "--report_to", "none", "--eval_every", "0",
+            "--no-eval_before_train", *extra]
+    assert main.main(argv) == 0
+    return out
+
+
+def log_history(run: Path) -> list[dict]:
+    last = max(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    return json.loads((last / "trainer_state.json").read_text())["log_history"]
+
+
+def test_lora_two_steps_changes_only_the_adapter(tmp_path):
+    run = train(tmp_path, "--max_steps", "2", "--save_steps", "1", "--lora_r", "4")
+    config = json.loads((run / "run_config.json").read_text())
+    assert config["args"]["max_steps"] == 2 and config["device"] == "cpu" and config["dtype"] == "fp32"
+    assert config["versions"]["trl"] == "1.16.0"
+    for d in ("checkpoint-1", "checkpoint-2", "final"):
+        assert (run / d / "adapter_model.safetensors").is_file(), d
+    assert (run / "checkpoint-2" / "optimizer.pt").is_file()  # resumable
+    assert (run / "final" / "tokenizer_config.json").is_file()
+
+    first = load_file(run / "checkpoint-1" / "adapter_model.safetensors")
+    final = load_file(run / "final" / "adapter_model.safetensors")
+    lora_b = [k for k in final if "lora_B" in k]
+    assert lora_b, "no LoRA B matrices saved"
+    # B starts at zero, so any non-zero B shows the optimizer moved the adapter
+    assert any(final[k].abs().sum() > 0 for k in lora_b)
+    assert any(not torch.equal(first[k], final[k]) for k in final)
+
+    # the frozen base is untouched: the adapter holds only LoRA tensors, and the base file is unchanged
+    assert all("lora_" in k for k in final)
+    from tiny_model import build_model, build_tokenizer
+
+    reference = build_model(build_tokenizer(), seed=42).state_dict()
+    base = load_file(run / "base_model" / "model.safetensors")
+    assert all(torch.equal(base[k], reference[k]) for k in base)
+
+
+def test_full_finetune_and_resume(tmp_path):
+    run = train(tmp_path, "--max_steps", "2", "--save_steps", "1", "--full_finetune", "--learning_rate", "1e-3")
+    assert (run / "final" / "model.safetensors").is_file()
+    assert not (run / "final" / "adapter_config.json").exists()
+    base = load_file(run / "base_model" / "model.safetensors")
+    tuned = load_file(run / "final" / "model.safetensors")
+    assert any(not torch.equal(base[k], tuned[k]) for k in tuned)
+
+    # resume: continue the same run to step 3 from its last checkpoint
+    argv = ["--demo", "--output_dir", str(run), "--report_to", "none", "--eval_every", "0", "--no-eval_before_train",
+            "--max_steps", "3", "--save_steps", "1", "--full_finetune", "--learning_rate", "1e-3",
+            "--resume_from_checkpoint", "latest"]
+    assert main.main(argv) == 0
+    assert (run / "checkpoint-3").is_dir()
+    assert [h["step"] for h in log_history(run) if "loss" in h] == [1, 2, 3]
+
+
+def test_merge_writes_a_full_model(tmp_path):
+    run = train(tmp_path, "--max_steps", "1", "--merge")
+    merged = run / "final" / "merged"
+    assert (merged / "model.safetensors").is_file() and (merged / "config.json").is_file()
+    assert not (merged / "adapter_config.json").exists()
+
+
+def test_grpo_learns_a_toy_reward(tmp_path):
+    """30 steps on the share of digits in a completion: the mean reward clearly rises (fixed seed)."""
+    run = train(
+        tmp_path, "--max_steps", "30", "--save_steps", "30", "--reward_funcs", TOY_REWARD,
+        "--max_completion_length", "16", "--learning_rate", "2e-3", "--lora_r", "16", "--lora_alpha", "32",
+        "--seed", "0",
+    )
+    rewards = [h["reward"] for h in log_history(run) if "reward" in h]
+    assert len(rewards) == 30
+    start, end = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
+    assert end > start + 0.15, f"mean reward {start:.3f} -> {end:.3f}"
