@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import random
-import re
 import socket
 import threading
 import zlib
@@ -205,20 +204,24 @@ def _read_file(path: Path) -> list[dict]:
         text = path.read_text(encoding="utf-8")
         if ext == ".csv":
             return list(csv.DictReader(io.StringIO(text, newline="")))  # keeps newlines inside quoted cells
-        if ext == ".json":
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as e:
-                if e.msg != "Extra data":
-                    raise
-                data = None  # `Dataset.to_json` writes JSON lines even into a .json file
-            if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
-                data = [dict(zip(data, vals)) for vals in zip(*data.values())]  # column-oriented
-            if data is not None:
-                if not isinstance(data, list):
-                    raise ValueError("expected a list of records or a dict of columns")
-                return data
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        try:
+            data = json.loads(text) if ext == ".json" else None
+        except json.JSONDecodeError as e:
+            if e.msg != "Extra data":
+                raise
+            data = None  # `Dataset.to_json` writes JSON lines even into a .json file
+        if data is None:
+            data = []
+            for i, line in enumerate(text.splitlines(), 1):
+                try:
+                    data += [json.loads(line)] if line.strip() else []
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"line {i}: {e}") from e  # the file's line, not json's "line 1"
+        if isinstance(data, dict) and all(isinstance(v, list) for v in data.values()):
+            data = [dict(zip(data, vals)) for vals in zip(*data.values())]  # column-oriented, as Dataset.to_dict
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            raise ValueError("expected JSON objects, one per row (a list, JSON lines, or a dict of columns)")
+        return data
     except (ValueError, OSError, UnicodeDecodeError) as e:
         # pyarrow errors subclass ValueError/OSError; json.JSONDecodeError is a ValueError.
         raise DatasetError(f"could not read {path}: {_one_line(e)}") from e
@@ -259,16 +262,18 @@ def _slice(rows: dict[str, list[dict]], split: str) -> list[dict]:
 # ------------------------------------------------------------------------------------------------------ the hub
 
 def _hub_reachable() -> bool:
-    """A quick TCP connect to the Hub endpoint; True where it cannot be judged (behind a proxy)."""
-    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True
+    """A quick TCP connect to the Hub endpoint (HF_ENDPOINT honoured), or to the proxy when one is set."""
     from huggingface_hub import constants
-    url = urlparse(constants.ENDPOINT)
+    proxy = next((os.environ[k] for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+                  if os.environ.get(k)), None)
+    target = proxy if proxy and "://" in proxy else f"http://{proxy}" if proxy else constants.ENDPOINT
+    url = urlparse(target)
+    address = (url.hostname, url.port or (443 if url.scheme == "https" else 80))
     result: list[bool] = []
 
     def probe() -> None:
         try:
-            socket.create_connection((url.hostname, url.port or 443), timeout=HUB_PROBE_TIMEOUT_S).close()
+            socket.create_connection(address, timeout=HUB_PROBE_TIMEOUT_S).close()
             result.append(True)
         except OSError:
             result.append(False)
@@ -287,11 +292,9 @@ def _hub_dataset(dataset_id: str, split: str) -> datasets.Dataset:
                            f"(or set HF_HUB_OFFLINE=1 to use a cached copy)")
     try:
         return datasets.load_dataset(dataset_id, HUB_CONFIGS.get(dataset_id), split=split)
-    except ValueError as e:
-        if "split" in str(e).lower():  # e.g. 'Unknown split "dev". Should be one of [...]'
-            raise DatasetError(f"{dataset_id}: {_one_line(e)}") from e
-        raise DatasetError(f"could not load {dataset_id!r} from the Hub ({_one_line(e)}); {hint}") from e
     except Exception as e:  # network, auth, not-found and builder errors all end the same way for the user
+        if isinstance(e, ValueError) and "split" in str(e).lower():  # 'Unknown split "dev". Should be one of [...]'
+            raise DatasetError(f"{dataset_id}: {_one_line(e)}") from e
         raise DatasetError(f"could not load {dataset_id!r} from the Hub "
                            f"({type(e).__name__}: {_one_line(e)}); {hint}") from e
 
@@ -328,10 +331,10 @@ def _to_contract(rows: Iterable[dict], columns: Sequence[str], name: str, max_sa
         raw_q = row.get(q_col)
         question = raw_q.strip() if isinstance(raw_q, str) else ""  # a messages list is not a question
         solution = _text(row.get(s_col)) if s_col else ""
-        if a_col:
-            gold_text = _text(row.get(a_col))
-        else:  # only a solution: its gold must be marked, or we would take the whole text as the answer
-            gold_text = solution if ("####" in solution or last_boxed(solution) is not None) else ""
+        gold_text = _text(row.get(a_col)) if a_col else ""
+        if not gold_text and ("####" in solution or last_boxed(solution) is not None):
+            # No answer: the solution's gold must be marked, or we would take the whole text as the answer.
+            gold_text = solution
         gold = normalize_gold(gold_text)
         if not question:
             n_empty += 1

@@ -82,6 +82,7 @@ def test_hub_like_directory_and_data_parquet_directory(tmp_path):
     ({"query": "P?", "gold": 3.0}, "3", "3"),  # float written for an integer answer
     ({"instruction": "P?", "output": "work\n#### 9"}, "9", "work\n#### 9"),  # alpaca-style, gold after ####
     ({"input": "P?", "target": "x+1", "rationale": "because"}, "x+1", "because"),
+    ({"problem": "P?", "answer": "", "solution": "thus \\boxed{4}"}, "4", "thus \\boxed{4}"),  # empty answer cell
 ])
 def test_column_recognition(tmp_path, row, gold, solution):
     ds = load_math_dataset(str(write(tmp_path / "d.jsonl", [row])))
@@ -180,6 +181,23 @@ def test_hub_path_uses_gsm8k_config_and_translates_errors(monkeypatch):
     with pytest.raises(DatasetError, match=r"could not load 'typo/name'.*FileNotFoundError.*--demo"):
         load_math_dataset("typo/name")
     assert du.default_eval_split("HuggingFaceH4/MATH-500") == "test"
+
+
+def test_hub_probe_goes_through_a_proxy_and_unreachable_hub_is_one_clear_line(monkeypatch):
+    import socket
+    for key in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(key, raising=False)
+    with socket.socket() as server:  # a live local "proxy": the probe must connect to it, not to the Hub
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+        assert du._hub_reachable()
+    monkeypatch.setenv("HTTPS_PROXY", f"127.0.0.1:{port}")  # now closed; a scheme-less proxy is still parsed
+    assert not du._hub_reachable()
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    with pytest.raises(DatasetError, match=r"cannot reach the Hugging Face Hub to load 'openai/gsm8k'.*--demo"):
+        load_math_dataset("openai/gsm8k")
 
 
 # ------------------------------------------------------------------------------------------ arithmetic generator
@@ -302,3 +320,15 @@ def test_real_math500():
     assert du.default_eval_split(d) == "test"
     with pytest.raises(DatasetError, match="available splits: test"):
         load_math_dataset(d, "train")
+
+
+@pytest.mark.parametrize("name, text, match", [
+    ("d.jsonl", '{"question": "q", "answer": "1"}\n{"question": oops}\n', r"d\.jsonl: line 2"),  # names the row
+    ("d.json", '{"question": "q", ', r"d\.json"),  # truncated JSON
+    ("d.json", '"just a string"', r"expected JSON objects"),
+    ("d.jsonl", '[1, 2]\n', r"expected JSON objects"),  # rows must be objects
+])
+def test_unreadable_files_name_file_and_row(tmp_path, name, text, match):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(DatasetError, match=match):
+        load_math_dataset(str(tmp_path / name))
