@@ -385,12 +385,13 @@ def load_math_dataset(dataset_id: str, split: str = "train", *, max_samples: int
 
 
 def default_eval_split(dataset_id: str) -> str:
-    """"test" where the source has one, else "train"; unknown hub ids are assumed to have "test"."""
+    """"test" where the source has one, else "train" (or a directory's only split); unknown hub ids get "test"."""
     if dataset_id == BUILTIN_ARITHMETIC:
         return "test"
     if _is_local(dataset_id):
         p = Path(dataset_id).expanduser()
-        return "test" if p.is_dir() and "test" in _split_files(p) else "train"
+        splits = list(_split_files(p)) if p.is_dir() else ["train"]
+        return next((s for s in ("test", "train") if s in splits), splits[0] if splits else "train")
     return HUB_EVAL_SPLITS.get(dataset_id, "test")
 
 
