@@ -44,7 +44,7 @@ _UNICODE.update({c: chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)})  # full-wid
 _SUBS = [(re.compile(p), r) for p, r in [
     (r"\\\$", ""), (r"\$", ""), (r"\\[()\[\]]", ""), (r"\\%", "%"),
     (r"\\(?:left|right)\.", ""), (r"\\(?:left|right|[bB]igg?[lr]?)(?![A-Za-z])", ""),
-    (r"\\(?:displaystyle|textstyle|!)", ""), (r"\\[,;:> ]|~|\\q?quad(?![A-Za-z])", " "),
+    (r"\\(?:displaystyle|textstyle|!)", ""), (r"(?<!\\)\\[,;:> ]|~|\\q?quad(?![A-Za-z])", " "),
     (r"\\[dtc]frac(?![A-Za-z])", r"\\frac"), (r"\{,\}", ","),
     (r"\\(?:text|textbf|textit|textnormal|textrm|mathrm|mathbf|mathit|mbox|operatorname)\s*\{([^{}]*)\}",
      r" \1 "),
@@ -253,6 +253,10 @@ def _value(c: str) -> tuple[Fraction, bool] | None:
         s = s[1:]
     if re.fullmatch(r"[+-]?[1-9][0-9]{0,2}(?:,[0-9]{3})+(?:\.[0-9]+)?", s):
         s = s.replace(",", "")
+    mixed = re.fullmatch(r"([+-]?)([0-9]+)\\frac\{([0-9]+)\}\{([0-9]+)\}", s)
+    if mixed and 0 < int(mixed[3]) < int(mixed[4]) and len(s) < 100:  # `1\frac{4}{5}` is 9/5 (MATH's mixed numbers)
+        v = int(mixed[2]) + Fraction(int(mixed[3]), int(mixed[4]))
+        return (-v if mixed[1] == "-" else v), pct
     if not s or len(s) > MAX_ANSWER_CHARS or _depth(s) > MAX_NESTING:
         return None
     try:
@@ -295,12 +299,25 @@ def _as_list(c: str) -> tuple[str, list[str]] | None:
     for o, cl in _BRACKETS:
         if c.startswith(o) and c.endswith(cl) and len(c) > len(o) + len(cl):
             inner = c[len(o):len(c) - len(cl)]
-            if _depth(inner) >= 0 and all(_depth(p) >= 0 for p in _split_top(inner)):
-                parts = _split_top(inner)
-                if len(parts) > 1 and _balanced(inner):
-                    return o + cl, [p.strip() for p in parts]
+            parts = _split_top(inner)
+            if len(parts) > 1 and _balanced(inner):
+                return o + cl, [canon(p) or p for p in parts]
     parts = _split_top(c)
-    return ("", [p.strip() for p in parts]) if len(parts) > 1 and _balanced(c) else None
+    return ("", [canon(p) or p for p in parts]) if len(parts) > 1 and _balanced(c) else None
+
+
+def _expand_pm(kind_items: tuple[str, list[str]] | None, c: str) -> tuple[str, list[str]] | None:
+    """`1 \\pm \\sqrt{19}` is the list of its two values (as a bare list or set of solutions)."""
+    kind, items = kind_items or ("", [c])
+    if kind not in ("", "\\{\\}"):
+        return kind_items
+    out = []
+    for it in items:
+        if it.count("\\pm") == 1 and "\\mp" not in it:
+            out += [it.replace("\\pm", "+"), it.replace("\\pm", "-")]
+        else:
+            out.append(it)
+    return (kind, out) if len(out) > 1 else kind_items
 
 
 def _balanced(s: str) -> bool:
@@ -326,6 +343,8 @@ def _scalar(p: str, g: str) -> bool | None:
 
 def _compare_lists(pc: str, gc: str) -> bool | None:
     pl, gl = _as_list(pc), _as_list(gc)
+    if "\\pm" in gc and "\\pm" not in pc:
+        gl = _expand_pm(gl, gc)
     if pl is None and gl is None:
         return None
     if pl is None or gl is None:

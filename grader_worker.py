@@ -179,6 +179,7 @@ def shared_worker() -> SymbolicWorker:
 def _serve() -> None:
     """Child main loop: `[id, pred, gold]` in, `[id, bool]` out, one JSON line each."""
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+    from sympy import Expr
 
     configs = [LatexExtractionConfig(), ExprExtractionConfig()]
     # sympy imports much of itself lazily on first use (0.2-0.3 s); pay that before saying "ready"
@@ -189,9 +190,11 @@ def _serve() -> None:
         try:
             g = parse("$" + gold + "$", extraction_config=configs)
             p = parse("$" + pred + "$", extraction_config=configs)
-            # numeric_precision 50 (default 15): math-verify chops differences below ~10^-precision to 0,
-            # which would credit `\sqrt2 + 10^{-20}` for `\sqrt2`.
             ok = bool(g) and bool(p) and bool(verify(g, p, numeric_precision=50))
+            # math-verify's numeric step rounds (`(a - b).evalf(chop=True)`), so `\sqrt2 + 10^{-99}` passes
+            # for `\sqrt2`; a difference sympy can prove nonzero overrules it
+            if ok and isinstance(g[0], Expr) and isinstance(p[0], Expr) and (g[0] - p[0]).is_zero is False:
+                ok = False
         except Exception:  # noqa: BLE001 - any failure inside sympy means "not shown equal"
             ok = False
         print(json.dumps([rid, ok]), flush=True)

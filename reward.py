@@ -212,7 +212,8 @@ _ANCHOR_RE = re.compile(
     r"####[ \t]*(?P<a>[^\n]*)"
     r"|(?:\b(?:final\s+)?answer(?:\s+is|\s*[:=])|(?:最终)?答案\s*(?:是|为|為|:|：))[ \t*:：]*(?P<b>[^\n]*)",
     re.IGNORECASE)
-_SENTENCE_END_RE = re.compile(r"\.(?![0-9])|。|；|;|!|\?|，\s|,\s")
+# a sentence ends the phrase; commas and semicolons do not, so `3, 4, or 5` stays a (wrong) list
+_SENTENCE_END_RE = re.compile(r"\.(?![0-9])|。|!|\?")
 
 
 def _clean(ans: str) -> str:
@@ -251,6 +252,18 @@ def _last_number(region: str) -> str | None:
     return nums[-1].replace(",", "") if nums else None
 
 
+_TAG_VARIANT_RE = re.compile(r"<\s*(/?)\s*(think|thinking|answer)\s*>", re.IGNORECASE)
+
+
+def _canonical_tag(m: re.Match) -> str:
+    return f"<{m.group(1)}{'answer' if m.group(2).lower() == 'answer' else 'think'}>"
+
+
+def _canonical_tags(text: str) -> str:
+    """`<THINK>`, `< /think >`, `<thinking>` -> `<think>`...: a spelling variant must not hide thinking."""
+    return _TAG_VARIANT_RE.sub(_canonical_tag, text)
+
+
 def extract_answer(text: str, *, lenient: bool = False, prompt: str | None = None) -> str | None:
     """The final answer of a completion (string or chat messages), None if it gives none.
 
@@ -262,7 +275,7 @@ def extract_answer(text: str, *, lenient: bool = False, prompt: str | None = Non
     text = completion_text(text)
     if len(text) > MAX_COMPLETION_CHARS:
         return None
-    region = _final_region(_with_prefill(text, prompt))
+    region = _final_region(_with_prefill(_canonical_tags(text), prompt))
     if region is None:
         return None
     block = _answer_block(region)
@@ -284,7 +297,7 @@ def answers_match(pred: str | None, gold: str, *, wait_for_worker: bool = False)
     `wait_for_worker` (eval) waits for a cold math-verify child instead of counting its start-up against the
     per-call time bound; training leaves it False (check_reward_funcs warms the child before step 0).
     """
-    g = normalize_gold(gold) if isinstance(gold, str) else None
+    g = normalize_gold(gold)
     if g is None or not isinstance(pred, str):
         return False
     return equal(pred, g, wait_for_worker=wait_for_worker)
