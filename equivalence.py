@@ -402,9 +402,10 @@ def _symbolic_ok(pc: str, gc: str) -> bool:
             return False  # `\pm 4`, `x = 3 = 4`, `2x = 8`: a relation the gold is not
     if "." in pc and "." not in gc:
         return False  # a decimal is never an exact match for a symbolic gold
-    words = set(re.findall(r"[A-Za-z]{2,}", re.sub(r"\\[A-Za-z]+", " ", pc)))
-    gold_words = set(re.findall(r"[A-Za-z]{2,}", re.sub(r"\\[A-Za-z]+", " ", gc)))
-    return words <= gold_words  # `3 or 4`, prose, injected instructions
+    bare_p, bare_g = re.sub(r"\\[A-Za-z]+", " ", pc), re.sub(r"\\[A-Za-z]+", " ", gc)
+    if set(re.findall(r"[A-Za-z]", bare_p)) != set(re.findall(r"[A-Za-z]", bare_g)):
+        return False  # different variables: not equal (math-verify's strict mode agrees), and no child call
+    return set(re.findall(r"[A-Za-z]{2,}", bare_p)) <= set(re.findall(r"[A-Za-z]{2,}", bare_g))  # `3 or 4`, prose
 
 
 def _running_depth(s: str):
@@ -412,6 +413,13 @@ def _running_depth(s: str):
     for k, c in enumerate(s):
         d += 1 if c == "{" else -1 if c == "}" else 0
         yield k, d
+
+
+def clear_caches() -> None:
+    """Forget cached canonical forms, values and math-verify verdicts (benchmarks, tests)."""
+    canon.cache_clear()
+    _value.cache_clear()
+    shared_worker().clear_cache()
 
 
 def equal(pred: str, gold: str, *, timeout_s: float = SYMBOLIC_TIMEOUT_S, wait_for_worker: bool = False) -> bool:

@@ -96,6 +96,9 @@ class SymbolicWorker:
                 return False
         return True
 
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
     def close(self) -> None:
         with self._lock:
             self._kill()
