@@ -60,9 +60,14 @@ _LHS_RE = re.compile(r"^(?:[A-Za-z]|\\[A-Za-z]+)(?:_[0-9A-Za-z]|_\{[0-9A-Za-z]+\
 _BAD_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]")
 
 
+_PLAIN_NUMBER = re.compile(r"-?[0-9]{1,300}(?:\.[0-9]{1,100})?")
+
+
 @lru_cache(maxsize=65_536)
 def canon(s: str) -> str | None:
     """Canonical text of a short answer; None for text no honest answer contains (NUL, zero-width chars)."""
+    if _PLAIN_NUMBER.fullmatch(s):
+        return s  # most answers: nothing to rewrite
     if len(s) > MAX_ANSWER_CHARS or _BAD_CHARS.search(s):
         return None
     s = s.translate(_UNICODE)
@@ -70,7 +75,7 @@ def canon(s: str) -> str | None:
         before = s
         for pat, rep in _SUBS:
             s = pat.sub(rep, s)
-        if s == before:
+        if s == before or "\\" not in s:
             break
     s = s.strip().rstrip(".").strip()
     if s.startswith("\\boxed{") and s.endswith("}"):
@@ -231,6 +236,8 @@ def _depth(s: str) -> int:
 @lru_cache(maxsize=65_536)
 def _value(c: str) -> tuple[Fraction, bool] | None:
     """(exact value, is_percent) of a canonical answer that is plain arithmetic, else None."""
+    if _PLAIN_NUMBER.fullmatch(c):
+        return Fraction(c), False
     s, pct = c, False
     if s.endswith("%"):
         s, pct = s[:-1], True

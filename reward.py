@@ -30,6 +30,7 @@ import logging
 import math
 import re
 import sys
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -174,9 +175,12 @@ def normalize_gold(gold: str) -> str | None:
     A GSM8K rationale (`... #### 1,080`) gives `1080`; a solution ending in `\\boxed{}` gives the boxed
     content; a short answer comes back stripped.
     """
-    if gold is None:
-        return None
-    gold = str(gold).strip()
+    return None if gold is None else _normalize_gold(str(gold))
+
+
+@lru_cache(maxsize=16_384)  # each gold is seen num_generations times per step
+def _normalize_gold(gold: str) -> str | None:
+    gold = gold.strip()
     if not gold:
         return None
     if "####" in gold:
@@ -602,6 +606,9 @@ def check_reward_funcs(funcs: list[Callable], *, gold: str = "72", prompt: Any =
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
                                   or not math.isfinite(v)):
                 raise RewardError(f"reward {name!r} returned {v!r}; rewards must be finite numbers or None")
+        if all(v is None for v in values):
+            logger.warning("reward %s returned None for a perfect completion with gold %r: it will skip every "
+                           "such row (is the gold answer usable?)", name, gold)
         logger.info("reward %s on a perfect completion: %s", name, values)
 
 

@@ -3,10 +3,10 @@
     python bench/grader.py                 # ~1 min on a 2-core box
     python bench/grader.py --n 500         # quicker
 
-Prints completions per second for realistic GSM8K and MATH-500 completions (built from the real reference
+Prints completions per second for short "The answer is \\boxed{N}." completions and for realistic GSM8K and MATH-500 completions (built from the real reference
 solutions in ../shared/data when present, else synthetic arithmetic), for both graders side by side, the
-ratio, and how often they disagree; then the time of every hostile input in HOSTILE on this grader, and
-the worst. Half of the realistic completions carry a wrong final answer, so both branches are timed.
+ratio, and how often they disagree; then the time of every input of `hostile_set()` on this grader, on the
+main thread and on a worker thread, the worst, and how many were credited (all are wrong answers). Half of the realistic completions carry a wrong final answer, so both branches are timed.
 
 Left out on purpose: TRL on the hostile set (one input there hangs math-verify for ever, Math-Verify issue
 65), GPU anything, and a warm-up-free cold start (the math-verify child is started first, as
@@ -21,6 +21,7 @@ import random
 import re
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -35,6 +36,14 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 def _completion(reasoning: str, answer: str) -> list[dict]:
     text = f"<think>\n{reasoning.strip()}\n</think>\n<answer>\n\\boxed{{{answer}}}\n</answer>"
     return [{"role": "assistant", "content": text}]
+
+
+def simple_set(n: int, rng: random.Random) -> tuple[list, list]:
+    """(completions, golds): one short sentence and a boxed integer, right half the time."""
+    golds = [str(rng.randint(-999, 99_999)) for _ in range(n)]
+    comps = [[{"role": "assistant", "content": f"The answer is \\boxed{{{g if k % 2 == 0 else int(g) + 1}}}."}]
+             for k, g in enumerate(golds)]
+    return comps, golds
 
 
 def gsm8k_set(n: int, rng: random.Random) -> tuple[list, list]:
@@ -92,7 +101,7 @@ def hostile_set() -> list[tuple[str, str, str]]:
         ("huge factorial", box("1000000!"), "72"),
         ("factorial of a power", box("(10^{10})! x"), "x"),
         ("20k distinct boxes", "".join(f"\\boxed{{{i}}}" for i in range(20_000)), "19999"),
-        ("20k equal boxes", "\\boxed{72}" * 20_000, "72"),
+        ("20k equal boxes", "\\boxed{72}" * 20_000, "73"),
         ("NUL flood", "\x00" * 150_000 + box("7\x002"), "72"),
         ("Arabic-Indic digits", box("\u0667\u0662"), "72"),
         ("superscript digit", box("7\u00b2"), "72"),
@@ -133,7 +142,8 @@ def main() -> None:
     shared_worker().warm_up()
 
     print(f"{'set':<8}{'grader':<26}{'completions/s':>14}{'mean reward':>13}")
-    for name, (comps, golds) in (("GSM8K", gsm8k_set(args.n, rng)), ("MATH", math_set(args.n // 4, rng))):
+    sets = (("simple", simple_set(args.n, rng)), ("GSM8K", gsm8k_set(args.n, rng)), ("MATH", math_set(args.n // 4, rng)))
+    for name, (comps, golds) in sets:
         ours(comps[:50], answer=golds[:50])  # first-call costs (regex compile) out of the timing
         rate, ours_out = throughput(ours, comps, golds, "answer")
         print(f"{name:<8}{'reward.accuracy':<26}{rate:>14,.0f}{sum(ours_out) / len(ours_out):>13.3f}")
@@ -145,15 +155,23 @@ def main() -> None:
             print(f"{name:<8}{'trl accuracy_reward':<26}{trl_rate:>14,.0f}{sum(scored) / max(1, len(scored)):>13.3f}"
                   f"   ratio {rate / trl_rate:.1f}x, {disagree} disagreements")
 
-    print(f"\n{'hostile input':<32}{'ms':>9}  reward  gold")
-    worst = 0.0
-    for name, comp, gold in hostile_set():
+    def timed(case: tuple[str, str, str]) -> tuple[float, float | None]:
         t0 = time.perf_counter()
-        got = ours([comp], answer=[gold])[0]
-        ms = (time.perf_counter() - t0) * 1000
-        worst = max(worst, ms)
-        print(f"{name:<32}{ms:>9.1f}  {got!s:<6}  {gold[:24]}")
-    print(f"worst hostile completion: {worst:.0f} ms ({len(hostile_set())} inputs)")
+        got = ours([case[1]], answer=[case[2]])[0]
+        return (time.perf_counter() - t0) * 1000, got
+
+    cases = hostile_set()
+    clear_caches()
+    main_thread = [timed(c) for c in cases]
+    clear_caches()
+    with ThreadPoolExecutor(max_workers=1) as pool:  # where TRL may call rewards: no signal timeouts there
+        worker_thread = list(pool.map(timed, cases))
+    print(f"\n{'hostile input':<32}{'ms':>9}{'ms (thread)':>13}  reward  gold")
+    for (name, _, gold), (ms, got), (tms, tgot) in zip(cases, main_thread, worker_thread):
+        print(f"{name:<32}{ms:>9.1f}{tms:>13.1f}  {got!s:<6}  {gold[:24]}")
+    worst = max(ms for ms, _ in main_thread + worker_thread)
+    credited = sum(got != 0.0 for _, got in main_thread + worker_thread)
+    print(f"worst hostile completion: {worst:.0f} ms over {len(cases)} inputs x 2 threads; credited: {credited}")
 
 
 if __name__ == "__main__":
