@@ -57,7 +57,7 @@ _SUBS = [(re.compile(p), r) for p, r in [
     (r"\s+", " "), (r"(?<![0-9A-Za-z]) | (?![0-9A-Za-z])", ""), (r"(\\[A-Za-z]+) (?=[0-9])", r"\1"),
 ]]
 _LHS_RE = re.compile(r"^(?:[A-Za-z]|\\[A-Za-z]+)(?:_[0-9A-Za-z]|_\{[0-9A-Za-z]+\})?(?:\([A-Za-z]\))?(?:=|\\in)(?!=)")
-_BAD_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]")
+_BAD_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\xad\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffc]")
 
 
 _PLAIN_NUMBER = re.compile(r"-?[0-9]{1,300}(?:\.[0-9]{1,100})?")

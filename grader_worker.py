@@ -71,7 +71,7 @@ class SymbolicWorker:
         if proc is not None and proc.poll() is None:
             proc.kill()
             try:
-                proc.wait(timeout=2)
+                proc.wait(timeout=0.2)
             except subprocess.TimeoutExpired:
                 logger.warning("symbolic grader child %d did not exit after SIGKILL", proc.pid)
 

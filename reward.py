@@ -17,8 +17,10 @@ the last number.
 The time bound: every step here is a linear scan of a completion capped at MAX_COMPLETION_CHARS; equivalence
 is pure Python except math-verify, which runs in a child process under the parent's clock (see
 equivalence.py and grader_worker.py), so the bound holds on any thread. Measured with bench/grader.py on a
-shared 2-core box: worst hostile completion ~0.5 s (a symbolic timeout), most under 5 ms; realistic
-completions ~20-40x the throughput of TRL's `accuracy_reward`.
+shared, busy 2-core box: ~47,000 simple or GSM8K completions/s, ~100x TRL's `accuracy_reward` (~470/s there),
+and ~10x on MATH-500 completions (symbolic answers go to the child); worst of 27 hostile inputs 0.35-0.55 s
+(a symbolic comparison cut off at SYMBOLIC_TIMEOUT_S = 0.5 s), most under 1 ms, on the main thread and on a
+worker thread alike.
 
 Left out on purpose: partial credit for a near answer, reward for reasoning quality, a language-model judge.
 """
@@ -28,6 +30,7 @@ import importlib
 import importlib.util
 import logging
 import math
+import numbers
 import re
 import sys
 from functools import lru_cache
@@ -535,12 +538,16 @@ def _load_user_reward(spec: str) -> Callable:
         module_spec = importlib.util.spec_from_file_location(mod_name, path)
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[mod_name] = module  # dataclasses and pickling look modules up here
-        module_spec.loader.exec_module(module)
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as e:  # noqa: BLE001 - the user's file: report which one and why, then stop
+            raise RewardError(f"--reward_funcs {spec!r}: running {str(path)!r} failed: {type(e).__name__}: {e}") from e
     else:
         try:
             module = importlib.import_module(where)
-        except ImportError as e:
-            raise RewardError(f"--reward_funcs {spec!r}: cannot import module {where!r} ({e})") from e
+        except Exception as e:  # noqa: BLE001 - ImportError, or an error inside the user's module
+            raise RewardError(f"--reward_funcs {spec!r}: cannot import module {where!r} "
+                              f"({type(e).__name__}: {e})") from e
     fn = getattr(module, fn_name, None)
     if not callable(fn):
         raise RewardError(f"--reward_funcs {spec!r}: {where!r} has no function {fn_name!r}")
@@ -603,7 +610,7 @@ def check_reward_funcs(funcs: list[Callable], *, gold: str = "72", prompt: Any =
             raise RewardError(f"reward {name!r} returned {got} values for {n} completions; it must return a list "
                               f"with one float (or None) per completion")
         for v in values:
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+            if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Real)  # numpy floats are Real
                                   or not math.isfinite(v)):
                 raise RewardError(f"reward {name!r} returned {v!r}; rewards must be finite numbers or None")
         if all(v is None for v in values):

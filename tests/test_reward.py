@@ -329,6 +329,9 @@ def test_load_user_file_and_module(tmp_path, monkeypatch):
         load_reward_funcs([f"{tmp_path / 'my_rewards.py'}:missing"])
     with pytest.raises(RewardError, match="cannot import"):
         load_reward_funcs(["no_such_pkg_xyz.mod:fn"])
+    (tmp_path / "broken.py").write_text("def f(:\n")
+    with pytest.raises(RewardError, match="broken.py.*SyntaxError"):
+        load_reward_funcs([f"{tmp_path / 'broken.py'}:f"])
 
 
 def test_check_accepts_every_registry_reward():
@@ -351,6 +354,11 @@ def _nan(completions, **kw):
 
 def _text(completions, **kw):
     return ["1"] * len(completions)
+
+
+def test_check_accepts_numpy_floats_and_none():
+    np = pytest.importorskip("numpy")
+    check_reward_funcs([lambda completions, **kw: [np.float32(0.5), None]])
 
 
 @pytest.mark.parametrize("fn, match", [
