@@ -43,7 +43,9 @@ class SymbolicWorker:
     True
     """
 
-    def __init__(self) -> None:
+    def __init__(self, command: list[str] | None = None) -> None:
+        # the child's command line; tests pass a stand-in child that never answers or answers at once
+        self._command = command or [sys.executable, "-u", str(Path(__file__).resolve())]
         self._lock = threading.Lock()  # one request in flight at a time
         self._proc: subprocess.Popen | None = None
         self._replies: queue.Queue | None = None  # lines from the current child, fed by a reader thread
@@ -57,9 +59,8 @@ class SymbolicWorker:
     def _start(self) -> None:
         if self._failed_starts >= 3:
             return  # math-verify cannot start here; the symbolic path stays off (logged once below)
-        script = str(Path(__file__).resolve())
         self._proc = subprocess.Popen(
-            [sys.executable, "-u", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, text=True, encoding="utf-8", bufsize=1)
         self._replies = queue.Queue()
         self._ready = False

@@ -429,19 +429,41 @@ def test_bound_holds_in_a_worker_thread():
     assert max(dt for _, dt, _ in results) < 1.0
 
 
+SILENT_CHILD = "import sys\nprint('ready', flush=True)\nfor line in sys.stdin:\n    pass\n"  # never answers
+ECHO_CHILD = ("import json, sys\nprint('ready', flush=True)\nfor line in sys.stdin:\n"
+              "    print(json.dumps([json.loads(line)[0], True]), flush=True)\n")  # answers at once
+
+
 def test_child_is_killed_on_overrun_and_restarts():
-    w = SymbolicWorker()
+    w = SymbolicWorker([sys.executable, "-c", SILENT_CHILD])
     try:
-        assert w.warm_up()
+        assert w.warm_up(10)
+        first = w._proc
         t0 = time.perf_counter()
-        # a symbolic comparison given 1 ms cannot finish: the child is killed, the answer counts as wrong
-        assert w.equivalent("(x+1)^{20}", "x^{20}+1", deadline=time.monotonic() + 0.001) is False
-        assert time.perf_counter() - t0 < 0.5 and w.kills == 1
-        assert w.equivalent("(x+1)^{20}", "x^{20}+1", deadline=time.monotonic() + 0.001) is False  # cached
-        assert w.warm_up()                                        # the replacement comes up
-        assert w.equivalent("x^2+2x+1", "(x+1)^2", deadline=time.monotonic() + 5) is True
+        assert w.equivalent("a", "b", deadline=time.monotonic() + 0.2) is False  # overran: wrong, and killed
+        assert 0.2 <= time.perf_counter() - t0 < 0.5
+        assert w.kills == 1 and first.poll() is not None             # the old child is gone
+        assert w.equivalent("a", "b", deadline=time.monotonic() + 0.2) is False  # cached: no second wait
+        assert w.kills == 1
+        assert w.warm_up(10) and w._proc is not first                # a fresh child took its place
     finally:
         w.close()
+
+
+def test_child_round_trip_and_cache():
+    w = SymbolicWorker([sys.executable, "-c", ECHO_CHILD])
+    try:
+        assert w.equivalent("a", "b", deadline=time.monotonic() + 10) is True
+        w._proc.kill()                                               # a dead child cannot answer again ...
+        assert w.equivalent("a", "b", deadline=time.monotonic() + 0.2) is True  # ... the verdict is cached
+    finally:
+        w.close()
+
+
+def test_real_child_judges_symbolic_answers():
+    w = shared_worker()
+    assert w.equivalent("x^2+2x+1", "(x+1)^2", deadline=time.monotonic() + 5) is True
+    assert w.equivalent("x^2+2x+2", "(x+1)^2", deadline=time.monotonic() + 5) is False
 
 
 def test_cold_child_counts_against_the_bound():
