@@ -173,7 +173,10 @@ class _Exact:
         if self._peek() != "^":
             return base
         self._take()
-        sign = -1 if self._peek() == "-" and self._take() else 1
+        sign = 1
+        if self._peek() == "-":  # `2^-1`
+            self._take()
+            sign = -1
         exp = sign * self._postfix()
         if exp.denominator != 1 or self._peek() == "^":  # fractional powers, towers: not here
             raise _Refused
