@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from callbacks import AccuracyEval, ConsoleProgress, HealthCheck, RunLog, format_summary, use_console_progress
 from data_utils import DatasetError, default_eval_split, filter_long_prompts, load_math_dataset
 from devices import Placement, dtype_name
 from model_io import ModelLoadError, load_model, load_tokenizer
@@ -226,6 +227,7 @@ def run(args: argparse.Namespace) -> Path:
         )
     logger.info("training prompts: %d (%d dropped as longer than %d tokens)", len(train_ds), n_dropped,
                 args.max_prompt_length)
+    eval_ds = load_eval_dataset(args)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     per_step = args.batch_size * args.gradient_accumulation_steps * world // args.num_generations
     if len(train_ds) < per_step:
@@ -266,9 +268,13 @@ def run(args: argparse.Namespace) -> Path:
         peft_config=peft_config,
     )
     _log_parameters(trainer.model)
+    console = add_callbacks(trainer, args, train_ds, eval_ds, tokenizer)
 
     # 6. train
-    trainer.train(resume_from_checkpoint=resume)
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    finally:
+        console.close()  # the bar and its log redirection, also when a step raises
 
     # 7. save: adapter (or full model) + tokenizer under final/, optionally a merged model
     final = out / "final"
@@ -279,7 +285,69 @@ def run(args: argparse.Namespace) -> Path:
         merged.save_pretrained(str(final / "merged"))
         tokenizer.save_pretrained(str(final / "merged"))
     logger.info("done in %.1f s; final model in %s", time.time() - t0, final)
+
+    # 8. plots, training_report.json and the summary; a plotting failure never fails a finished run
+    if trainer.is_world_process_zero():
+        print_summary(out, console.health, wall_time_s=time.time() - t0,
+                      tensorboard="tensorboard" in args.report_to)
     return final
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Seeing the run: eval data, callbacks, summary (callbacks.py and visualize.py do the work)
+
+
+def load_eval_dataset(args: argparse.Namespace):
+    """The first --eval_samples problems of --eval_split (default: the dataset's test split), or None."""
+    if not (args.eval_every or args.eval_before_train):
+        return None
+    split = args.eval_split or default_eval_split(args.dataset_id)
+    try:
+        ds = load_math_dataset(
+            args.dataset_id, split, max_samples=args.eval_samples, prompt_template=args.prompt_template,
+            prompt_lang=args.prompt_lang, system_prompt=args.system_prompt, seed=args.seed,
+        )
+    except DatasetError as e:
+        raise RunError(f"--eval_split {split}: {e}") from None
+    if split.split("[")[0] == args.split.split("[")[0]:
+        logger.warning("accuracy eval uses split %r, the training split: it measures fit, not generalisation "
+                       "(pass --eval_split)", split)
+    logger.info("accuracy eval: %d problems of %s [%s], greedy, every %s steps", len(ds), args.dataset_id, split,
+                args.eval_every or "no")
+    return ds
+
+
+def add_callbacks(trainer, args: argparse.Namespace, train_ds, eval_ds, tokenizer) -> ConsoleProgress:
+    """train_log.json + completions.jsonl, accuracy eval, and the console bar in place of transformers' dict dump.
+
+    Order matters: RunLog times a step before AccuracyEval's eval runs, and both act before the console reads logs.
+    """
+    run_log = RunLog(args.output_dir, train_ds, log_completions_steps=args.log_completions_steps)
+    run_log.trainer = trainer
+    trainer.add_callback(run_log)
+    if eval_ds is not None:
+        from eval import evaluate  # the same scoring code as eval.py
+
+        accuracy = AccuracyEval(evaluate, eval_ds, tokenizer, every=args.eval_every,
+                                before_train=args.eval_before_train, max_completion_length=args.max_completion_length)
+        accuracy.trainer = trainer
+        trainer.add_callback(accuracy)
+    console = ConsoleProgress(HealthCheck(max_completion_length=args.max_completion_length))
+    use_console_progress(trainer, console)
+    return console
+
+
+def print_summary(out: Path, health: HealthCheck, *, wall_time_s: float, tensorboard: bool) -> None:
+    """Plots and training_report.json (visualize.py), then the summary; plotting errors become a warning."""
+    import visualize
+
+    try:
+        report = visualize.visualize(out)
+    except Exception as e:  # noqa: BLE001 - a finished run is worth more than its plots
+        logger.warning("could not draw the plots (%s: %s); rerun `python visualize.py %s`", type(e).__name__, e, out)
+        report = visualize.build_report(visualize.load_run(out))
+    print(format_summary(report, wall_time_s=wall_time_s, warnings=health.warnings, tensorboard=tensorboard),
+          flush=True)
 
 
 def _clear_run_dir(out: Path) -> None:
