@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole CLI, in groups; the reward choices come from the reward registry itself."""
     from reward import REWARD_FUNCS  # light import: no model, no math-verify work
 
-    from data_utils import TEMPLATES
+    from data_utils import LANGS, TEMPLATES
 
     p = argparse.ArgumentParser(
         prog="main.py",
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="drop training prompts longer than this many tokens (after the chat template)")
     g.add_argument("--prompt_template", default="think", choices=list(TEMPLATES),
                    help="think: chat, <think>/<answer>; r1_zero: plain text for base models; qwen_math: \\boxed{}")
-    g.add_argument("--prompt_lang", default="en", choices=["en", "zh"], help="language of the prompt template")
+    g.add_argument("--prompt_lang", default="en", choices=list(LANGS), help="language of the prompt template")
     g.add_argument("--system_prompt", help="replace the template's system prompt with this text")
 
     g = p.add_argument_group("LoRA")

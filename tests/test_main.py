@@ -41,7 +41,7 @@ def test_per_device_train_batch_size_is_an_alias(tmp_path):
     [
         # the generation batch (batch x accumulation) must hold whole groups; the hint is the nearest divisor
         (["--batch_size", "16", "--num_generations", "3"], "--num_generations 3 must divide the generation batch 16"),
-        (["--batch_size", "16", "--num_generations", "3"], "try --num_generations 2"),
+        (["--batch_size", "16", "--num_generations", "3"], "try --num_generations 4"),
         (["--batch_size", "4", "--gradient_accumulation_steps", "3", "--num_generations", "8"], "batch 12"),
         # GRPO's advantage is relative to the group: one completion has nothing to compare to
         (["--num_generations", "1"], "at least 2"),
@@ -135,5 +135,5 @@ def test_cli_exit_code_2_and_one_line_without_traceback(tmp_path):
     assert "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines() == [
         "main.py: error: --num_generations 3 must divide the generation batch 8 (--batch_size 8 x "
-        "--gradient_accumulation_steps 1); try --num_generations 2"
+        "--gradient_accumulation_steps 1); try --num_generations 4"
     ]
