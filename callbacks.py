@@ -237,10 +237,13 @@ class RunLog(TrainerCallback):
     def _keep_completions_up_to(self, step: int) -> None:
         """A fresh run starts completions.jsonl empty; a resumed one drops rows past the checkpoint."""
         path = self.dir / COMPLETIONS_LOG
-        if not path.exists():
-            return
-        kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-                if step and line.strip() and json.loads(line).get("step", 0) <= step]
+        kept = []
+        for line in path.read_text(encoding="utf-8").splitlines() if step and path.exists() else []:
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line)
+            except json.JSONDecodeError:  # a line cut short by the crash that ended the earlier run
+                continue
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
         os.replace(tmp, path)
