@@ -195,6 +195,8 @@ def run(args: argparse.Namespace) -> Path:
     from transformers import set_seed
     from trl import GRPOTrainer
 
+    import rollout
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # TRL 1.16 calls a transformers 5 property that warns on every step; it is theirs to rename, not the user's
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -259,7 +261,9 @@ def run(args: argparse.Namespace) -> Path:
     if placement.device == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         config._n_gpu = 1  # one process uses one GPU; Trainer would otherwise wrap the model in DataParallel
     write_run_config(args, placement, {"train_rows": len(train_ds), "dropped_long_prompts": n_dropped})
-    trainer = GRPOTrainer(
+    fast = rollout.resolve_fast_generation(args.fast_generation, use_vllm=args.use_vllm, device=placement.device)
+    logger.info("generator: %s", "rollout.py" if fast else "TRL vLLM" if args.use_vllm else "stock TRL")
+    trainer = (rollout.FastGRPOTrainer if fast else GRPOTrainer)(
         model=model,
         reward_funcs=reward_funcs,
         args=config,
