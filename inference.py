@@ -1,0 +1,145 @@
+"""Answer math questions with a base model or a checkpoint, and show the answer the grader would read.
+
+    python inference.py --model_dir ckpts/qwen05-gsm8k/final "A pen costs 3 yuan. How much do 4 pens cost?"
+    python inference.py --model_dir Qwen/Qwen2.5-0.5B-Instruct           # built-in questions, one in Chinese
+    python inference.py --model_dir ckpts/demo/final --stream "Ana has 3 apples and gets 4 more. How many?"
+
+Prompts are built as in training (the run's template, language and system prompt, from run_config.json, unless
+flags say otherwise; a question in Chinese gets the Chinese template) and tokenized as eval.py tokenizes them.
+The extracted answer is `reward.extract_answer`, the training rewards' own. `--model_dir` is required: a
+default that depends on the current directory would answer with whatever happens to be there.
+Left out on purpose: a chat loop with history, and batching (eval.py is the batched path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+import time
+import warnings
+
+logger = logging.getLogger(__name__)
+
+# (question, language, expected answer): two GSM8K-style problems and one in Chinese
+BUILTIN_QUESTIONS = (
+    ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+     "How many clips did Natalia sell altogether in April and May?", "en", "72"),
+    ("A pen costs 3 yuan and a notebook costs 5 yuan. How much do 4 pens and 2 notebooks cost in yuan?", "en", "22"),
+    ("小明有 15 个苹果，他给了小红 6 个，又买了 8 个。小明现在有多少个苹果？", "zh", "17"),
+)
+_CJK_RE = re.compile(r"[\u4e00-\u9fff]")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage block: main() prints it
+        raise ValueError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from data_utils import LANGS, TEMPLATES
+
+    p = _Parser(prog="inference.py", description="Answer math questions with a model or checkpoint.",
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("questions", nargs="*", help="questions to answer (default: a built-in set, one in Chinese)")
+    p.add_argument("--model_dir", required=True,
+                   help="final/ or checkpoint-N/ (LoRA adapter), a full model directory, or a hub id")
+    p.add_argument("--base_model", help="base model of an adapter (default: the adapter's config, else the run's)")
+    p.add_argument("--max_new_tokens", type=int, default=512, help="tokens per answer at most")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling mass, (0, 1]")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--prompt_template", choices=list(TEMPLATES), help="default: the run's, else think")
+    p.add_argument("--prompt_lang", choices=list(LANGS), help="default: zh for a Chinese question, else the run's")
+    p.add_argument("--system_prompt", help="replace the template's system prompt (default: the run's)")
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="where to generate")
+    p.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"], help="compute dtype")
+    p.add_argument("--stream", action="store_true", help="print tokens as they are generated")
+    return p
+
+
+def answer(model, tokenizer, prompt, *, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
+           seed: int = 0, stream: bool = False) -> tuple[str, int]:
+    """(completion text, completion tokens) for one prompt; `stream` prints the text as it comes."""
+    from eval import decode, encode_prompts, eos_token_ids
+    from rollout import generate, generation_config_for, left_pad
+
+    ids = encode_prompts(tokenizer, [prompt])
+    eos = eos_token_ids(model, tokenizer)
+    if not stream:
+        out = generate(model, ids, max_new_tokens=max_new_tokens, eos_token_ids=eos,
+                       pad_token_id=tokenizer.pad_token_id, temperature=temperature, top_p=top_p, seed=seed)[0]
+        return decode(tokenizer, [out])[0], len(out)
+    import torch
+    from transformers import TextStreamer
+
+    # rollout.generate returns whole completions; streaming needs generate's streamer hook, same settings
+    config = generation_config_for(max_new_tokens=max_new_tokens, eos_token_ids=eos,
+                                   pad_token_id=tokenizer.pad_token_id, temperature=temperature, top_p=top_p)
+    input_ids, mask = left_pad(ids, tokenizer.pad_token_id, next(model.parameters()).device)
+    streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        out = model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config, streamer=streamer)
+    completion = out[0, input_ids.size(1):].tolist()
+    completion = completion[:next((i + 1 for i, t in enumerate(completion) if t in eos), len(completion))]
+    return decode(tokenizer, [completion])[0], len(completion)
+
+
+def prepare(a: argparse.Namespace) -> tuple:
+    """Check the flags, resolve the run's prompt settings and load the model; bad input raises ValueError."""
+    from devices import resolve_placement
+    from eval import load_model
+    from model_io import find_run_config
+
+    if a.max_new_tokens < 1:
+        raise ValueError(f"--max_new_tokens {a.max_new_tokens} must be a positive integer")
+    if a.temperature < 0 or not 0 < a.top_p <= 1:
+        raise ValueError(f"--temperature {a.temperature} must be >= 0 and --top_p {a.top_p} in (0, 1]")
+    run_args = (find_run_config(a.model_dir) or {}).get("args", {}) if os.path.isdir(a.model_dir) else {}
+    placement = resolve_placement(a.device, a.dtype)
+    model, tokenizer = load_model(a.model_dir, placement.dtype, placement.device, a.base_model)
+    return model, tokenizer, run_args
+
+
+def run(a: argparse.Namespace, model, tokenizer, run_args: dict) -> int:
+    """Answer each question (or the built-in ones) and print the completion and the extracted answer."""
+    from data_utils import build_prompt
+    from reward import extract_answer
+
+    template = a.prompt_template or run_args.get("prompt_template") or "think"
+    system = a.system_prompt if a.system_prompt is not None else run_args.get("system_prompt")
+    questions = [(q, None, None) for q in a.questions] or list(BUILTIN_QUESTIONS)
+    for n, (question, lang, expected) in enumerate(questions, 1):
+        lang = a.prompt_lang or lang or ("zh" if _CJK_RE.search(question) else run_args.get("prompt_lang") or "en")
+        prompt = build_prompt(question, template, lang, system)
+        print(f"### {n}. {question}", flush=True)
+        t0 = time.perf_counter()
+        text, n_tokens = answer(model, tokenizer, prompt, max_new_tokens=a.max_new_tokens,
+                                temperature=a.temperature, top_p=a.top_p, seed=a.seed, stream=a.stream)
+        if not a.stream:
+            print(text.strip() or "(empty completion)")
+        pred = extract_answer(text, prompt=prompt)
+        note = f" (expected {expected})" if expected else ""
+        print(f"-> answer: {pred if pred is not None else '(none)'}{note}   [{n_tokens} tokens, "
+              f"{time.perf_counter() - t0:.1f} s]\n", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation notes are not our output
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        a = build_parser().parse_args(argv)
+        loaded = prepare(a)
+    except ValueError as e:  # bad flags, ModelLoadError, DeviceError: one line each; generation errors keep theirs
+        print(f"inference.py: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    return run(a, *loaded)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
