@@ -65,10 +65,12 @@ def as_number(value: Any) -> float | int | None:
     return None
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temporary file and rename it over `path`: a reader (or a crash) never sees half a file."""
+def write_json_atomic(path: Path, records: list[dict]) -> None:
+    """Write a JSON list, one record per line, to a temporary file and rename it over `path`: a reader (or a
+    crash) never sees half a file. One line per record keeps a 10k-step log small enough to rewrite each step."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, allow_nan=False) + "\n")
+    body = ",\n".join(json.dumps(r, allow_nan=False) for r in records)
+    tmp.write_text(f"[\n{body}\n]\n" if records else "[]\n")
     os.replace(tmp, path)
 
 
@@ -106,11 +108,9 @@ class RunLog(TrainerCallback):
     keeps TRL's `_logs`. A prompt that maps to two different answers is logged with answer None.
     """
 
-    def __init__(self, output_dir: str | Path, train_dataset=None, *, log_completions_steps: int = 10,
-                 samples_per_step: int | None = None) -> None:
+    def __init__(self, output_dir: str | Path, train_dataset=None, *, log_completions_steps: int = 10) -> None:
         self.dir = Path(output_dir)
         self.log_completions_steps = log_completions_steps
-        self.samples_per_step = samples_per_step  # completions per optimizer step; from the trainer if None
         self.records: list[dict] = []
         self.train_summary: dict = {}  # transformers' final train_runtime/train_loss log
         self.trainer = None
@@ -147,8 +147,8 @@ class RunLog(TrainerCallback):
         if self._step_started is None or self.trainer is None:
             return
         seconds = time.perf_counter() - self._step_started
-        per_step = self.samples_per_step or (
-            args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size)
+        # completions per optimizer step, all processes (TRL's generation batch at its default size)
+        per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
         if seconds > 0:
             queue_metrics(self.trainer, {"samples_per_second": per_step / seconds})
         self._step_started = None
@@ -387,6 +387,7 @@ class HealthCheck:
                 f"completions cut off: at steps {steps[0]}-{steps[-1]}, {clipped:.0%} of completions hit "
                 f"--max_completion_length{limit} before they ended, so most never reach an answer. Raise "
                 "--max_completion_length, or ask for shorter reasoning in the prompt (--system_prompt).")))
+        constant = []  # (name, value, steps) of rewards that have just been constant for `patience` steps
         for key in logs:
             if not (key.startswith("rewards/") and key.endswith("/mean")):
                 continue
@@ -398,10 +399,15 @@ class HealthCheck:
             self._last_mean[name] = mean
             steps = self._track(f"constant:{name}", steady, step)
             if steps:
-                out.append((f"constant:{name}", (
-                    f"reward '{name}' has been {mean:g} for every completion at steps {steps[0]}-{steps[-1]}: it "
-                    "cannot tell completions apart. Check that it can be earned at all (`python reward.py`) and "
-                    "that the prompt asks for what it checks (--prompt_template).")))
+                constant.append((name, mean, steps))
+        if constant:  # one message for all of them: the demo's random model makes every reward constant at once
+            names = ", ".join(f"'{n}' = {v:g}" for n, v, _ in constant)
+            steps = constant[0][2]
+            out.append(("constant:" + ",".join(n for n, _, _ in constant), (
+                f"constant reward: at steps {steps[0]}-{steps[-1]}, {names} for every completion, so "
+                f"{'it cannot' if len(constant) == 1 else 'they cannot'} tell completions apart. Check that "
+                "each can be earned at all (`python reward.py`) and that the prompt asks for what it checks "
+                "(--prompt_template).")))
         for kind, message in out:
             self.warnings.append({"step": step, "kind": kind, "message": message})
         return [m for _, m in out]
@@ -512,7 +518,7 @@ def format_summary(report: dict, *, wall_time_s: float, warnings: list[dict] | N
     ev = report.get("eval") or {}
     if ev.get("steps"):
         lines.append(f"  eval accuracy            {ev['first_accuracy']:.1%} at step {ev['first_step']} -> "
-                     f"{ev['last_accuracy']:.1%} at step {ev['last_step']} (greedy, held-out problems)")
+                     f"{ev['last_accuracy']:.1%} at step {ev['last_step']} (greedy decoding)")
     else:
         lines.append("  eval accuracy            none (pass --eval_every N to score held-out problems)")
     if warnings:

@@ -429,14 +429,14 @@ def visualize(run_dirs: list[str | Path] | str | Path, out_dir: str | Path | Non
     runs = [load_run(d) for d in dirs]
     out = Path(out_dir) if out_dir else default_out_dir(dirs)
     out.mkdir(parents=True, exist_ok=True)
+    reports = [build_report(run) for run in runs]
+    report = reports[0] if len(reports) == 1 else {"runs": reports}
+    tmp = out / (REPORT + ".tmp")  # the report first: it survives a plotting failure
+    tmp.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    tmp.replace(out / REPORT)
     plot_training_metrics(runs, out / PLOTS[0], smoothing)
     plot_distributions(runs, out / PLOTS[1])
     plot_eval_curve(runs, out / PLOTS[2])
-    reports = [build_report(run) for run in runs]
-    report = reports[0] if len(reports) == 1 else {"runs": reports}
-    tmp = out / (REPORT + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
-    tmp.replace(out / REPORT)
     logger.info("plots and %s written to %s", REPORT, out)
     return report
 

@@ -227,7 +227,9 @@ def run_health(sequence: list[dict]) -> list[tuple[int, str]]:
     # nearly every completion truncated
     ([step_logs(clipped=0.92)] * 3, [(3, "cut off")]),
     # 'format' is 0 for every completion for 3 steps
-    ([step_logs(fmt=(0.0, 0.0))] * 3, [(3, "reward 'format'")]),
+    ([step_logs(fmt=(0.0, 0.0))] * 3, [(3, "'format' = 0 for every completion")]),
+    # both rewards constant: one message naming both
+    ([step_logs(fmt=(0.0, 0.0), acc=(1.0, 0.0))] * 3, [(3, "'format' = 0, 'accuracy' = 1")]),
     # zero spread within each step but the mean moves between steps: not constant
     ([step_logs(fmt=(m, 0.0)) for m in (0.0, 0.5, 1.0)], []),
     # a missing value (all rewards None that step) is not evidence either way
@@ -248,7 +250,7 @@ def test_warnings_name_the_flag_to_change_and_skip_eval_only_records():
     assert len(messages) == 3 and len(health.warnings) == 3
     assert "steps 1-3" in messages[0] and "--num_generations" in messages[0]
     assert "--max_completion_length 32 tokens" in messages[1]
-    assert "reward 'accuracy'" in messages[2]
+    assert "constant reward" in messages[2] and "'accuracy' = 0" in messages[2]
 
 
 # ----------------------------------------------------------------------------------------------------- summary
@@ -268,6 +270,24 @@ def test_summary_has_the_numbers_the_paths_and_the_tensorboard_command(tmp_path)
         assert words in text, words
     assert "none (pass --eval_every" in format_summary({"run_dir": str(tmp_path), "summary": {}, "eval": {}},
                                                        wall_time_s=1.0, tensorboard=False)
+
+
+def test_a_plotting_failure_still_prints_the_summary(tmp_path, monkeypatch, capsys, caplog):
+    import train
+    import visualize
+
+    records = [{"step": 0, "eval_accuracy": 0.0}, {"step": 1, **TRL_LOGS, "eval_accuracy": 0.5}]
+    (tmp_path / "train_log.json").write_text(json.dumps(records))
+
+    def broken(*a, **k):
+        raise RuntimeError("no fonts")
+
+    monkeypatch.setattr(visualize, "plot_training_metrics", broken)
+    train.print_summary(tmp_path, HealthCheck(), wall_time_s=3.0, tensorboard=False)
+    printed = capsys.readouterr().out
+    assert "could not draw the plots (RuntimeError: no fonts)" in caplog.text
+    assert "Run finished: 1 steps" in printed and "0.0% at step 0 -> 50.0% at step 1" in printed
+    assert json.loads((tmp_path / "training_report.json").read_text())["summary"]["steps"] == 1
 
 
 # ------------------------------------------------------------------------------------------- real runs (slow)
