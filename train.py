@@ -349,7 +349,8 @@ def print_summary(out: Path, health: HealthCheck, *, wall_time_s: float, tensorb
         report = visualize.visualize(out)
     except Exception as e:  # noqa: BLE001 - a finished run is worth more than its plots
         logger.warning("could not draw the plots (%s: %s); rerun `python visualize.py %s`", type(e).__name__, e, out)
-        report = visualize.build_report(visualize.load_run(out))
+        written = out / visualize.REPORT  # written before the plots, unless the log itself was unreadable
+        report = json.loads(written.read_text()) if written.is_file() else {"run_dir": str(out)}
     print(format_summary(report, wall_time_s=wall_time_s, warnings=health.warnings, tensorboard=tensorboard),
           flush=True)
 
