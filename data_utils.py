@@ -19,6 +19,7 @@ streaming, hub configs other than gsm8k's, and any answer parsing of our own.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import logging
@@ -261,7 +262,8 @@ def _slice(rows: dict[str, list[dict]], split: str) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------------------ the hub
 
-def _hub_reachable() -> bool:
+@functools.lru_cache(maxsize=1)  # one probe per process: tokenizer, model and data loads all ask
+def hub_reachable() -> bool:
     """A quick TCP connect to the Hub endpoint (HF_ENDPOINT honoured), or to the proxy when one is set."""
     from huggingface_hub import constants
     proxy = next((os.environ[k] for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
@@ -287,7 +289,7 @@ def _hub_reachable() -> bool:
 def _hub_dataset(dataset_id: str, split: str) -> datasets.Dataset:
     hint = "pass a local copy (e.g. --dataset_id ../shared/data/gsm8k) or use --demo"
     # In offline mode datasets answers from its cache at once; otherwise check the Hub is there before it retries.
-    if not datasets.config.HF_HUB_OFFLINE and not _hub_reachable():
+    if not datasets.config.HF_HUB_OFFLINE and not hub_reachable():
         raise DatasetError(f"cannot reach the Hugging Face Hub to load {dataset_id!r}; {hint} "
                            f"(or set HF_HUB_OFFLINE=1 to use a cached copy)")
     try:

@@ -30,12 +30,28 @@ def _hub_hint(name: str) -> str:
     )
 
 
+def _offline_kwargs(model_id: str) -> dict:
+    """`local_files_only=True` when a hub id must come from the local cache because the Hub is unreachable.
+
+    Without this, transformers retries an unreachable Hub for ~50 s before failing; with it, a cached model
+    still loads and an uncached one fails at once with the message below.
+    """
+    from huggingface_hub import constants
+
+    from data_utils import hub_reachable
+
+    if Path(model_id).expanduser().exists() or constants.HF_HUB_OFFLINE or hub_reachable():
+        return {}
+    return {"local_files_only": True}
+
+
 def load_tokenizer(model_id: str, trust_remote_code: bool = False):
     """The tokenizer, with a pad token and left padding (generation pads on the left)."""
     from transformers import AutoTokenizer
 
     try:
-        tok = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust_remote_code)
+        tok = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust_remote_code,
+                                            **_offline_kwargs(model_id))
     except OSError as e:
         if Path(model_id).exists():
             raise ModelLoadError(f"{model_id}: no usable tokenizer files ({str(e).splitlines()[0]})") from None
@@ -52,7 +68,8 @@ def load_model(model_id: str, dtype: torch.dtype, trust_remote_code: bool = Fals
     from transformers import AutoModelForCausalLM
 
     try:
-        return AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype, trust_remote_code=trust_remote_code)
+        return AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype, trust_remote_code=trust_remote_code,
+                                                    **_offline_kwargs(model_id))
     except OSError as e:
         if Path(model_id).exists():
             raise ModelLoadError(f"{model_id}: missing or corrupted model files ({str(e).splitlines()[0]})") from None
@@ -119,9 +136,11 @@ def load_for_inference(model_dir: str, dtype: torch.dtype, device: str, base_mod
 
         base_id = resolve_base_model(path, base_model)
         model = load_model(base_id, dtype, trust_remote_code)
+        from safetensors import SafetensorError
+
         try:
             model = PeftModel.from_pretrained(model, str(path)).merge_and_unload()
-        except (OSError, ValueError, RuntimeError, KeyError) as e:
+        except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as e:
             raise ModelLoadError(f"{model_dir}: corrupted or mismatched LoRA adapter ({str(e).splitlines()[0]})") from None
         tok_src = str(path) if (path / "tokenizer_config.json").is_file() else base_id
     else:

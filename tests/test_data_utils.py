@@ -173,7 +173,7 @@ def test_hub_path_uses_gsm8k_config_and_translates_errors(monkeypatch):
             raise FileNotFoundError("Dataset 'typo/name' doesn't exist on the Hub")
         return datasets.Dataset.from_list([dict(r, messages="x") for r in ROWS])
 
-    monkeypatch.setattr(du, "_hub_reachable", lambda: True)
+    monkeypatch.setattr(du, "hub_reachable", lambda: True)
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
     ds = load_math_dataset("openai/gsm8k", "test")
     assert calls[-1] == ("openai/gsm8k", "main", "test") and ds["answer"] == ["5", "1080", "7"]
@@ -194,12 +194,15 @@ def test_hub_probe_goes_through_a_proxy_and_unreachable_hub_is_one_clear_line(mo
         server.listen()
         port = server.getsockname()[1]
         monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
-        assert du._hub_reachable()
+        du.hub_reachable.cache_clear()  # one probe per process in real use; each case here probes anew
+        assert du.hub_reachable()
     monkeypatch.setenv("HTTPS_PROXY", f"127.0.0.1:{port}")  # now closed; a scheme-less proxy is still parsed
-    assert not du._hub_reachable()
+    du.hub_reachable.cache_clear()
+    assert not du.hub_reachable()
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
     with pytest.raises(DatasetError, match=r"cannot reach the Hugging Face Hub to load 'openai/gsm8k'.*--demo"):
         load_math_dataset("openai/gsm8k")
+    du.hub_reachable.cache_clear()  # leave no probe result from a fake proxy behind
 
 
 # ------------------------------------------------------------------------------------------ arithmetic generator
