@@ -222,8 +222,11 @@ def _readable_y(ax) -> None:
 
 
 def _finish(ax, title: str, ylabel: str) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     if ax.get_lines():
         _readable_y(ax)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
     ax.set_title(title, fontsize=12)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel(ylabel)
@@ -249,6 +252,7 @@ def plot_training_metrics(runs: list[dict], path: Path, smoothing: float = SMOOT
             _line(ax, *series(recs, f"rewards/{name}/mean"), color=colors[j + 1], smoothing=smoothing,
                   label=_label(run, f"{name} (mean)", n), linestyle=styles[(j + 1) % len(styles)])
         c = _colors(n)[i] if n > 1 else _colors(1)[0]
+        c2 = _colors(n)[i] if n > 1 else _colors(2)[1]  # a panel's second series: own colour for one run
         _line(axes[0, 1], *series(recs, "loss"), color=c, label=_label(run, "loss", n), smoothing=smoothing)
         steps, mean_len = series(recs, "completions/mean_length")
         _line(axes[0, 2], steps, mean_len, color=c, label=_label(run, "mean", n), smoothing=smoothing)
@@ -265,14 +269,14 @@ def plot_training_metrics(runs: list[dict], path: Path, smoothing: float = SMOOT
         kl_steps, kl = series(recs, "kl")
         if kl:
             ax_kl = ax_kl or axes[1, 0].twinx()
-            _line(ax_kl, kl_steps, kl, color=c, label=_label(run, "KL (right axis)", n), smoothing=smoothing,
+            _line(ax_kl, kl_steps, kl, color=c2, label=_label(run, "KL (right axis)", n), smoothing=smoothing,
                   linestyle="--")
             ax_kl.set_ylabel("KL to reference (nats per token)")
         _line(axes[1, 1], *series(recs, "learning_rate"), color=c, label=_label(run, "learning rate", n),
               smoothing=0.0)
         _line(axes[1, 2], *series(recs, "frac_reward_zero_std"), color=c, smoothing=smoothing,
               label=_label(run, "groups with zero reward std", n))
-        _line(axes[1, 2], *series(recs, "completions/clipped_ratio"), color=c, linestyle="--", smoothing=smoothing,
+        _line(axes[1, 2], *series(recs, "completions/clipped_ratio"), color=c2, linestyle="--", smoothing=smoothing,
               label=_label(run, "completions cut at max length", n))
     _finish(axes[0, 0], "Reward", "reward (mean per completion)")
     _finish(axes[0, 1], "Loss", "GRPO loss")
