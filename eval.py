@@ -25,6 +25,8 @@ estimate); `pass@K` is the unbiased estimator of Chen et al. 2021, 1 - C(n-c, K)
 A resumed eval writes the records an uninterrupted one would have, sampled ones included, as long as the batch
 size is the same (each batch's seed is fixed by its place in the length order; a different --batch_size on
 resume is allowed, for an out-of-memory error, and then only the statistics are the same).
+`--run_dir` takes those defaults for a model that is not inside the run (eval.sh passes it for the base
+model); `--skip_existing` leaves a results file alone when its settings and weights match (eval.sh uses it).
 Left out on purpose: beam search, a judge model, several processes or GPUs in one eval.
 """
 
@@ -528,6 +530,7 @@ def resolve_config(a: argparse.Namespace) -> dict:
     from model_io import is_adapter_dir, resolve_base_model
     from reward import load_reward_funcs
     from train import _git_commit, _package_versions  # provenance as run_config.json records it
+
     dataset_id = a.dataset_id or run_args.get("dataset_id") or DEFAULT_DATASET
     rewards_from_run = a.reward_funcs is None and run_args.get("reward_funcs")
     reward_funcs = a.reward_funcs or run_args.get("reward_funcs") or list(DEFAULT_REWARDS)
@@ -616,16 +619,22 @@ def _cut(ids: list[int], eos: list[int]) -> list[int]:
 
 
 def _vllm_generate_fn(model, tokenizer, config: dict, eos: list[int]) -> GenerateFn:
-    """Generation by vLLM from a merged copy of `model` written to a temporary directory."""
+    """Generation by vLLM: from the model directory itself, or for an adapter from a merged copy of `model`
+    written to a temporary directory (removed at exit). Not exercised by the tests (no vLLM on CPU)."""
+    import atexit
+    import shutil
     import tempfile
 
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
-    tmp = tempfile.mkdtemp(prefix="eval-vllm-")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    llm = LLM(model=tmp, dtype={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[config["dtype"]],
+    source = config["model_dir"]
+    if config["base_model"] is not None:  # vLLM could serve the LoRA itself, but merged is what eval.py scores
+        source = tempfile.mkdtemp(prefix="eval-vllm-")
+        atexit.register(shutil.rmtree, source, ignore_errors=True)
+        model.save_pretrained(source)
+        tokenizer.save_pretrained(source)
+    llm = LLM(model=source, dtype={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[config["dtype"]],
               seed=config["seed"])
 
     def gen(prompt_ids: list[list[int]], seed: int | None) -> list[list[int]]:

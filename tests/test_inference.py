@@ -47,7 +47,8 @@ def test_answers_a_question_with_an_adapter_and_the_runs_template(tiny_model_dir
     (run / "run_config.json").write_text(json.dumps({"args": {"model_id": str(tiny_model_dir),
                                                               "prompt_template": "r1_zero"}}))
     prompts, real = [], inference.answer
-    monkeypatch.setattr(inference, "answer", lambda m, t, prompt, **k: prompts.append(prompt) or real(m, t, prompt, **k))
+    monkeypatch.setattr(inference, "answer",
+                        lambda m, t, prompt, **k: prompts.append(prompt) or real(m, t, prompt, **k))
     question = "Ana has 3 apples and gets 4 more. How many apples does Ana have?"
     assert inference.main(["--model_dir", str(run / "final"), "--max_new_tokens", "6", question]) == 0
     out = capsys.readouterr().out
