@@ -263,6 +263,8 @@ def tensorboard_writer(trainer):
 
 def _cell(text: str) -> str:
     text = text if len(text) <= TB_TEXT_CHARS else text[:TB_TEXT_CHARS] + " …"
+    # model output is text, not HTML: a tag it writes (<think>, or one TensorBoard allows, like <b>) shows as written
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return text.replace("|", "\\|").replace("\n", "<br>") or " "
 
 

@@ -163,10 +163,11 @@ def test_completions_every_n_steps_even_when_logging_skips_the_multiple():
 
 
 def test_completions_markdown_escapes_table_breakers():
-    rows = [{"step": 1, "prompt": [{"role": "user", "content": "a | b\nc"}], "completion": "x|y",
+    rows = [{"step": 1, "prompt": [{"role": "user", "content": "a | b\nc"}], "completion": "<think>x|y</think>",
              "answer": "3", "rewards": {"format": 1.0}, "reward": 1.0, "advantage": None}] * 10
     text = callbacks.completions_markdown(rows, limit=2)
-    assert "a \\| b<br>c" in text and "x\\|y" in text and "2 of 10 completions shown" in text
+    assert "a \\| b<br>c" in text and "2 of 10 completions shown" in text
+    assert "&lt;think&gt;x\\|y&lt;/think&gt;" in text  # model output shown as written, never as HTML
     assert text.count("\n| 3 |") == 2
 
 
