@@ -18,14 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
-import platform
-import subprocess
 import sys
 import time
 import warnings
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import torch
@@ -34,12 +30,12 @@ from callbacks import AccuracyEval, ConsoleProgress, HealthCheck, RunLog, format
 from data_utils import DatasetError, default_eval_split, filter_long_prompts, load_math_dataset
 from devices import Placement, dtype_name
 from model_io import ModelLoadError, load_model, load_tokenizer
+from provenance import git_commit, package_versions
 from reward import RewardError, check_reward_funcs, load_reward_funcs
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
-PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "math-verify")
 
 
 class RunError(RuntimeError):
@@ -123,25 +119,6 @@ def build_grpo_config(args: argparse.Namespace, placement: Placement):
 # Provenance
 
 
-def _package_versions() -> dict:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def _git_commit() -> str | None:
-    try:
-        here = Path(__file__).resolve().parent
-        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        return res.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def write_run_config(args: argparse.Namespace, placement: Placement, extra: dict) -> Path:
     """run_config.json: resolved arguments, package versions, device, dtype, git commit."""
     resolved = {k: v for k, v in vars(args).items() if k != "placement"}
@@ -150,8 +127,8 @@ def write_run_config(args: argparse.Namespace, placement: Placement, extra: dict
         "args": resolved,
         "device": placement.device,
         "dtype": dtype_name(placement.dtype),
-        "versions": {"python": platform.python_version(), **_package_versions()},
-        "git_commit": _git_commit(),
+        "versions": package_versions(),
+        "git_commit": git_commit(),
         "command": " ".join(sys.argv),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         **extra,
@@ -313,11 +290,12 @@ def load_eval_dataset(args: argparse.Namespace):
         )
     except DatasetError as e:
         raise RunError(f"--eval_split {split}: {e}") from None
-    if split.split("[")[0] == args.split.split("[")[0]:
+    if "[" not in split and split == args.split.split("[")[0]:  # the whole training split (slices: user's call)
         logger.warning("accuracy eval uses split %r, the training split: it measures fit, not generalisation "
                        "(pass --eval_split)", split)
-    logger.info("accuracy eval: %d problems of %s [%s], greedy, every %s steps", len(ds), args.dataset_id, split,
-                args.eval_every or "no")
+    when = f"every {args.eval_every} steps" if args.eval_every else "before training"
+    logger.info("accuracy eval: %d problems of %s [%s], greedy, %s and on the final model", len(ds),
+                args.dataset_id, split, when)
     return ds
 
 
