@@ -379,6 +379,8 @@ def load_math_dataset(dataset_id: str, split: str = "train", *, max_samples: int
         columns = hub.column_names
         keep = [c for c in (_pick(columns, n) for n in (QUESTION_COLUMNS, ANSWER_COLUMNS, SOLUTION_COLUMNS)) if c]
         rows = hub.select_columns(keep) if keep else hub  # skip e.g. NuminaMath's `messages` when iterating
+    if len(rows) == 0:  # an empty slice (test[2000:]) is not a file without columns
+        raise DatasetError(f"{dataset_id}: split {split!r} selects no rows; check the slice bounds")
     ds = _to_contract(rows, columns, f"{dataset_id} [{split}]", max_samples, prompt_template, prompt_lang,
                       system_prompt)
     logger.info("loaded %d rows from %s [%s] with the %s/%s template", len(ds), dataset_id, split,

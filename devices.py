@@ -67,7 +67,7 @@ def resolve_dtype(device: str, requested: str = "auto") -> torch.dtype:
         return torch.float32
     dtype = DTYPES[requested]
     if device == "cpu" and dtype == torch.float16:
-        raise DeviceError("--dtype fp16 is not supported for training on CPU; use --dtype fp32 (or bf16)")
+        raise DeviceError("--dtype fp16 is not supported on CPU; use --dtype fp32 (or bf16)")
     if device == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
         raise DeviceError("--dtype bf16: this GPU does not support bf16; use --dtype fp16 or --dtype auto")
     return dtype

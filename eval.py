@@ -529,7 +529,7 @@ def resolve_config(a: argparse.Namespace) -> dict:
     from devices import dtype_name, resolve_placement
     from model_io import is_adapter_dir, resolve_base_model
     from reward import load_reward_funcs
-    from train import _git_commit, _package_versions  # provenance as run_config.json records it
+    from provenance import git_commit, package_versions  # provenance as run_config.json records it
 
     dataset_id = a.dataset_id or run_args.get("dataset_id") or DEFAULT_DATASET
     rewards_from_run = a.reward_funcs is None and run_args.get("reward_funcs")
@@ -568,8 +568,8 @@ def resolve_config(a: argparse.Namespace) -> dict:
         "dtype": dtype_name(placement.dtype),
         "use_vllm": a.use_vllm,
         "output_file": str(Path(a.output_file) if a.output_file else _default_output(a.model_dir, run_dir, run_args)),
-        "versions": {"python": sys.version.split()[0], **_package_versions()},
-        "git_commit": _git_commit(),
+        "versions": package_versions(),
+        "git_commit": git_commit(),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
     }
 

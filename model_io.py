@@ -65,6 +65,7 @@ def load_tokenizer(model_id: str, trust_remote_code: bool = False):
 
 def load_model(model_id: str, dtype: torch.dtype, trust_remote_code: bool = False):
     """A causal LM in `dtype` on the CPU (the trainer or caller moves it)."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     try:
@@ -74,7 +75,7 @@ def load_model(model_id: str, dtype: torch.dtype, trust_remote_code: bool = Fals
         if Path(model_id).exists():
             raise ModelLoadError(f"{model_id}: missing or corrupted model files ({str(e).splitlines()[0]})") from None
         raise ModelLoadError(_hub_hint(model_id)) from None
-    except (ValueError, RuntimeError) as e:  # unknown architecture, truncated safetensors, shape mismatch
+    except (ValueError, RuntimeError, SafetensorError) as e:  # unknown architecture, truncated weights, shapes
         raise ModelLoadError(f"{model_id}: cannot load the model ({str(e).splitlines()[0]})") from None
 
 

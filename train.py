@@ -195,15 +195,9 @@ def run(args: argparse.Namespace) -> Path:
             args.dataset_id, args.split, max_samples=args.max_samples, prompt_template=args.prompt_template,
             prompt_lang=args.prompt_lang, system_prompt=args.system_prompt, seed=args.seed,
         )
-        n_loaded = len(train_ds)
         train_ds, n_dropped = filter_long_prompts(train_ds, tokenizer, args.max_prompt_length)
     except (DatasetError, ModelLoadError) as e:
         raise RunError(str(e)) from None
-    if len(train_ds) == 0:
-        raise RunError(
-            f"--dataset_id {args.dataset_id}: all {n_loaded} prompts are longer than --max_prompt_length "
-            f"{args.max_prompt_length} tokens; raise it"
-        )
     logger.info("training prompts: %d (%d dropped as longer than %d tokens)", len(train_ds), n_dropped,
                 args.max_prompt_length)
     eval_ds = load_eval_dataset(args)
