@@ -59,7 +59,8 @@ def kw(tok, **extra):
 def lora(model, **cfg):
     from peft import LoraConfig, get_peft_model
 
-    return get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", target_modules="all-linear", **cfg))
+    cfg.setdefault("target_modules", "all-linear")
+    return get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **cfg))
 
 
 def train_steps(model, tok, steps: int = 3, lr: float = 1e-2) -> None:
@@ -101,6 +102,37 @@ def test_static_cache_path_matches_plain_and_reuses_its_cache(model, tok):
     again = generate(model, p, **kw(tok), use_static_cache=True)  # the same cache, reset in place
     assert plain == static == again
     assert rollout._STATIC_CACHES[model][len(p)][0] is cache
+
+
+@pytest.mark.slow
+def test_compiled_decode_step_compiles_once_and_follows_in_place_weight_updates(model, tok):
+    """The CUDA design on CPU: torch.compile (aot_eager here; inductor + CUDA graphs on a GPU) of the static-cache
+    decode step, then optimizer steps and a sync, then other prompt lengths: same graph, new weights honoured."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+    from transformers import CompileConfig
+
+    torch._dynamo.reset()
+    counters.clear()
+    peft_model = lora(model, r=8, lora_alpha=16)
+    ic = InferenceCopy(peft_model)
+    config = rollout.generation_config_for(**kw(tok))
+    config.compile_config = CompileConfig(backend="aot_eager", mode=None)
+    p = prompts(tok, 4)
+    first = rollout.generate_with_config(ic.model, p, config, use_static_cache=True, compile_decode=True)
+    assert counters["stats"]["unique_graphs"] == 1
+    assert first == generate(peft_model, p, **kw(tok))
+    train_steps(peft_model, tok)
+    ic.sync()
+    shorter = [q[3:] for q in p]  # new prompt lengths, same batch size: the same cache and graph
+    outs = []
+    for batch in (p, shorter):
+        outs.append(rollout.generate_with_config(ic.model, batch, config, use_static_cache=True, compile_decode=True))
+        assert outs[-1] == generate(peft_model, batch, **kw(tok))
+    assert outs[0] != first  # the compiled step reads the updated weights, not a stale capture
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])  # no recompile, no new graph
+    with pytest.raises(ValueError, match="needs use_static_cache"):
+        rollout.generate_with_config(ic.model, p, config, use_static_cache=False, compile_decode=True)
 
 
 def test_completions_are_cut_after_the_first_eos_which_is_kept(model, tok):
@@ -155,7 +187,9 @@ def test_auto_is_on_unless_vllm_generates():
     [
         {"r": 8, "lora_alpha": 16},  # plain LoRA
         {"r": 8, "lora_alpha": 16, "use_rslora": True, "lora_dropout": 0.3},  # rsLoRA scaling; dropout off in eval
+        {"r": 4, "lora_alpha": 4, "lora_bias": True, "target_modules": ["q_proj", "k_proj", "v_proj"]},  # bias delta
     ],
+    ids=["lora", "rslora_dropout", "lora_bias"],
 )
 def test_copy_matches_the_peft_model_after_optimizer_steps(model, tok, cfg):
     peft_model = lora(model, **cfg)
@@ -175,6 +209,18 @@ def test_copy_matches_the_peft_model_after_optimizer_steps(model, tok, cfg):
     torch.testing.assert_close(after, logits(peft_model, tok), atol=1e-5, rtol=1e-5)
     p = prompts(tok)
     assert generate(ic.model, p, **kw(tok)) == generate(peft_model, p, **kw(tok))
+
+
+def test_copy_handles_fan_in_fan_out_layers_of_another_architecture(tok):
+    """GPT-2 keeps weights as [in, out] (Conv1D): the delta must be transposed, as peft's merge does."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=128))
+    peft_model = lora(gpt2, r=4, lora_alpha=8, target_modules=["c_attn", "c_fc"], fan_in_fan_out=True)
+    train_steps(peft_model, tok)
+    ic = InferenceCopy(peft_model)
+    torch.testing.assert_close(logits(ic.model, tok), logits(peft_model, tok), atol=1e-5, rtol=1e-5)
 
 
 def test_sync_starts_from_the_frozen_base_every_time(model, tok):
