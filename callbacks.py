@@ -112,7 +112,6 @@ class RunLog(TrainerCallback):
         self.dir = Path(output_dir)
         self.log_completions_steps = log_completions_steps
         self.records: list[dict] = []
-        self.train_summary: dict = {}  # transformers' final train_runtime/train_loss log
         self.trainer = None
         self._answers: dict[str, Any] = {}
         if train_dataset is not None:
@@ -156,8 +155,7 @@ class RunLog(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
-        if "train_runtime" in logs:  # transformers' closing log: run totals, not a step
-            self.train_summary = {k: as_number(v) for k, v in logs.items() if as_number(v) is not None}
+        if "train_runtime" in logs:  # transformers' closing log: run totals, not a step (the summary has them)
             return
         self.add_record(state.global_step, logs)
         if self._completions_due(state.global_step, logs):

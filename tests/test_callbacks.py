@@ -75,7 +75,6 @@ def test_records_merge_per_step_skip_closing_totals_and_hold_no_nan(tmp_path):
     assert records[1]["reward"] is None  # NaN (a reward that returned None for every completion) -> null
     assert records[1]["eval_accuracy"] == 0.25 and "note" not in records[1] and "train_runtime" not in records[1]
     assert records[1]["loss"] == 0.012 and records[1]["rewards/format/mean"] == 0.25
-    assert log.train_summary["train_runtime"] == 12.0
 
 
 def test_a_crash_while_writing_leaves_the_previous_train_log(tmp_path, monkeypatch):
