@@ -647,36 +647,11 @@ def _vllm_generate_fn(model, tokenizer, config: dict, eos: list[int]) -> Generat
 
 
 def load_model(model_dir: str, dtype, device: str, base_model: str | None = None) -> tuple:
-    """(model, tokenizer) through model_io.load_for_inference, with unreadable weight files (a safetensors
-    header error, which model_io lets through) turned into a one-line ModelLoadError as well."""
-    from safetensors import SafetensorError
+    """(model, tokenizer) ready to generate; an adapter is merged into its base (model_io.load_for_inference)."""
+    from model_io import load_for_inference
 
-    from model_io import ModelLoadError, load_for_inference
-
-    try:
-        model, tokenizer, _ = load_for_inference(model_dir, dtype, device, base_model)
-    except SafetensorError as e:
-        raise ModelLoadError(f"--model_dir {model_dir}: corrupted weights file ({e})") from None
+    model, tokenizer, _ = load_for_inference(model_dir, dtype, device, base_model)
     return model, tokenizer
-
-
-def _empty_slice_hint(dataset_id: str, split: str) -> str | None:
-    """Why a split gave no rows, when the reason is that the slice itself is empty (test[2000:] of 1319)."""
-    import datasets
-
-    from data_utils import DatasetError, load_math_dataset
-
-    name = split.split("[")[0].strip()
-    if "+" in split or name == split:
-        return None
-    try:
-        n = len(load_math_dataset(dataset_id, name))
-        spans = datasets.ReadInstruction.from_spec(split).to_absolute({name: n})
-    except (DatasetError, ValueError):
-        return None
-    if any(s.to > s.from_ for s in spans):
-        return None
-    return f"--split {split} selects no rows: {dataset_id} [{name}] has {n} usable rows"
 
 
 def prepare(a: argparse.Namespace) -> tuple | None:
@@ -701,9 +676,7 @@ def prepare(a: argparse.Namespace) -> tuple | None:
                                     prompt_template=config["prompt_template"], prompt_lang=config["prompt_lang"],
                                     system_prompt=config["system_prompt"], seed=config["seed"])
     except DatasetError as e:
-        # data_utils words an empty slice as a missing column or "no usable rows"; say what is wrong
-        hint = _empty_slice_hint(config["dataset_id"], config["split"])
-        raise (EvalError(hint) if hint else e) from None
+        raise EvalError(str(e)) from None
     model, tokenizer = load_model(a.model_dir, DTYPES[config["dtype"]], "cpu" if a.use_vllm else config["device"],
                                   a.base_model)
     dataset, config["dropped_long_prompts"] = filter_long_prompts(dataset, tokenizer, config["max_prompt_length"])

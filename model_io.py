@@ -75,7 +75,9 @@ def load_model(model_id: str, dtype: torch.dtype, trust_remote_code: bool = Fals
         if Path(model_id).exists():
             raise ModelLoadError(f"{model_id}: missing or corrupted model files ({str(e).splitlines()[0]})") from None
         raise ModelLoadError(_hub_hint(model_id)) from None
-    except (ValueError, RuntimeError, SafetensorError) as e:  # unknown architecture, truncated weights, shapes
+    except SafetensorError as e:  # a truncated or overwritten model.safetensors
+        raise ModelLoadError(f"{model_id}: corrupted weights file ({str(e).splitlines()[0]})") from None
+    except (ValueError, RuntimeError) as e:  # unknown architecture, shape mismatch
         raise ModelLoadError(f"{model_id}: cannot load the model ({str(e).splitlines()[0]})") from None
 
 

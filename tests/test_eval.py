@@ -302,7 +302,7 @@ def _corrupt_weights(tmp_path: Path, tiny_model_dir: Path) -> Path:
     ("corrupted weights", ["--model_dir", "{corrupt}"], "corrupted weights file"),
     ("adapter without base", ["--model_dir", "{orphan}"], "cannot find the adapter's base model"),
     ("unknown split", ["--split", "validation"], "unknown split 'validation'"),
-    ("empty slice", ["--split", "test[600:]"], "--split test[600:] selects no rows"),
+    ("empty slice", ["--split", "test[600:]"], "split 'test[600:]' selects no rows"),
     ("bad flag", ["--num_samples", "0"], "--num_samples 0"),
     ("greedy samples", ["--num_samples", "4"], "identical"),
     ("unknown flag", ["--no_such_flag"], "--no_such_flag"),

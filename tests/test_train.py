@@ -33,7 +33,8 @@ def log_history(run: Path) -> list[dict]:
 
 
 def test_lora_two_steps_changes_only_the_adapter(tmp_path):
-    run = train(tmp_path, "--max_steps", "2", "--save_steps", "1", "--lora_r", "4")
+    # the toy reward varies between completions of a random model, so the advantages, and the update, are non-zero
+    run = train(tmp_path, "--max_steps", "2", "--save_steps", "1", "--lora_r", "4", "--reward_funcs", TOY_REWARD)
     config = json.loads((run / "run_config.json").read_text())
     assert config["args"]["max_steps"] == 2 and config["device"] == "cpu" and config["dtype"] == "fp32"
     assert config["versions"]["trl"] == "1.16.0"
@@ -60,7 +61,8 @@ def test_lora_two_steps_changes_only_the_adapter(tmp_path):
 
 
 def test_full_finetune_and_resume(tmp_path):
-    run = train(tmp_path, "--max_steps", "2", "--save_steps", "1", "--full_finetune", "--learning_rate", "1e-3")
+    run = train(tmp_path, "--max_steps", "2", "--save_steps", "1", "--full_finetune", "--learning_rate", "1e-3",
+                "--reward_funcs", TOY_REWARD)
     assert (run / "final" / "model.safetensors").is_file()
     assert not (run / "final" / "adapter_config.json").exists()
     base = load_file(run / "base_model" / "model.safetensors")
@@ -70,7 +72,7 @@ def test_full_finetune_and_resume(tmp_path):
     # resume: continue the same run to step 3 from its last checkpoint
     argv = ["--demo", "--output_dir", str(run), "--report_to", "none", "--eval_every", "0", "--no-eval_before_train",
             "--max_steps", "3", "--save_steps", "1", "--full_finetune", "--learning_rate", "1e-3",
-            "--resume_from_checkpoint", "latest"]
+            "--reward_funcs", TOY_REWARD, "--resume_from_checkpoint", "latest"]
     assert main.main(argv) == 0
     assert (run / "checkpoint-3").is_dir()
     assert [h["step"] for h in log_history(run) if "loss" in h] == [1, 2, 3]
