@@ -373,11 +373,11 @@ def _fast_trainer_class() -> type:
                 return torch.float16
             return None  # the weights' own dtype
 
-        def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
-            multimodal = bool(images is not None and any(images)) or bool(multimodal_fields) or has_tool_images
-            if not self._fast_path or multimodal:
-                return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
-                                                     has_tool_images)
+        def synced_copy(self) -> InferenceCopy | None:
+            """The inference copy, built on first use and holding the current policy's weights; None when the
+            fast path is off. Also what the accuracy eval during training generates with."""
+            if not self._fast_path:
+                return None
             if self.inference_copy is None:
                 source = self.accelerator.unwrap_model(self.model_wrapped)
                 try:
@@ -386,8 +386,7 @@ def _fast_trainer_class() -> type:
                 except UnsupportedModelError as e:
                     logger.warning("fast generation is off for this run: %s", e)
                     self._fast_path = False
-                    return self._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
-                                                      has_tool_images)
+                    return None
                 self._copy_synced_step = self.state.global_step
                 logger.info("fast generation: inference copy built (%s, %s)", self.inference_copy.dtype,
                             self.inference_copy.device)
@@ -395,9 +394,17 @@ def _fast_trainer_class() -> type:
                 with profiling_context(self, "sync_weights"):
                     self.inference_copy.sync()
                 self._copy_synced_step = self.state.global_step
+            return self.inference_copy
+
+        def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+            multimodal = bool(images is not None and any(images)) or bool(multimodal_fields) or has_tool_images
+            copy = None if multimodal else self.synced_copy()
+            if copy is None:  # fast path off, multimodal, or a model that cannot be copied (DoRA, quantised)
+                return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
+                                                     has_tool_images)
             with profiling_context(self, "rollout.generate"):
-                completion_ids = self.inference_copy.generate(prompt_ids, self.generation_config,
-                                                              use_static_cache=self.use_static_cache)
+                completion_ids = copy.generate(prompt_ids, self.generation_config,
+                                               use_static_cache=self.use_static_cache)
             return completion_ids, None  # no sampling logprobs, as in TRL's own transformers path
 
     FastGRPOTrainer.__module__ = __name__

@@ -305,7 +305,8 @@ def add_callbacks(trainer, args: argparse.Namespace, train_ds, eval_ds, tokenize
         from eval import evaluate  # the same scoring code as eval.py
 
         accuracy = AccuracyEval(evaluate, eval_ds, tokenizer, every=args.eval_every,
-                                before_train=args.eval_before_train, max_completion_length=args.max_completion_length)
+                                before_train=args.eval_before_train, max_completion_length=args.max_completion_length,
+                                reward_funcs=args.reward_funcs, reward_weights=args.reward_weights)
         accuracy.trainer = trainer
         trainer.add_callback(accuracy)
     console = ConsoleProgress(HealthCheck(max_completion_length=args.max_completion_length))

@@ -200,6 +200,26 @@ def test_accuracy_eval_runs_on_schedule_restores_train_mode_and_queues_metrics()
     assert [h["step"] for h in ev.history] == [0, 2, 4, 5]
 
 
+def test_accuracy_eval_generates_with_the_synced_inference_copy_and_the_runs_rewards():
+    """With FastGRPOTrainer the eval uses rollout's merged copy (synced to this step), not the PEFT wrapper."""
+    seen = []
+
+    def evaluate(model, tokenizer, dataset, **kw):
+        seen.append((model, kw["reward_funcs"], kw["reward_weights"]))
+        return {"accuracy": 1.0, "format_rate": 1.0, "mean_completion_tokens": 3.0}, []
+
+    policy, merged = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
+    trainer = fake_trainer(model=policy, log=lambda logs: None)
+    trainer.synced_copy = lambda: SimpleNamespace(model=merged)
+    ev = AccuracyEval(evaluate, ["problem"], None, every=1, reward_funcs=["r1_zero"], reward_weights=[2.0])
+    ev.trainer = trainer
+    ev.on_step_end(ARGS, state(1, max_steps=3), TrainerControl())
+    assert seen == [(merged, ["r1_zero"], [2.0])]
+    trainer.synced_copy = lambda: None  # fast path off (e.g. a DoRA model): the training model itself
+    ev.on_step_end(ARGS, state(2, max_steps=3), TrainerControl())
+    assert seen[-1][0] is policy
+
+
 # ---------------------------------------------------------------------------------------------------- warnings
 
 
