@@ -73,6 +73,14 @@ def resolve_dtype(device: str, requested: str = "auto") -> torch.dtype:
     return dtype
 
 
+def add_device_flags(group, what: str) -> None:
+    """--device and --dtype, the same in main.py, eval.py and inference.py; `what` is the verb (train, generate)."""
+    group.add_argument("--device", default="auto", choices=list(DEVICES), help=f"where to {what}; auto = CUDA, "
+                                                                               "then MPS, then CPU")
+    group.add_argument("--dtype", default="auto", choices=["auto", *DTYPES],
+                       help="compute dtype; auto = bf16 on recent GPUs, fp16 on older ones, fp32 on MPS and CPU")
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     return {v: k for k, v in DTYPES.items()}[dtype]
 

@@ -400,6 +400,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """eval.py's flags; unset ones marked "run's" come from the run's run_config.json when there is one."""
     from data_utils import LANGS, TEMPLATES
+    from devices import add_device_flags
 
     p = _Parser(prog="eval.py", description="Score a model or checkpoint on a math split (see the docstring).",
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -410,9 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--base_model", help="base model of an adapter (default: the adapter's config, else the run's)")
     g.add_argument("--run_dir", help="take defaults from this run's run_config.json (default: the run "
                                      "--model_dir belongs to; eval.sh passes it for the base model)")
-    g.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="where to generate")
-    g.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
-                   help="auto = bf16 on recent GPUs, fp16 on older ones, fp32 on MPS and CPU")
+    add_device_flags(g, "generate")
     g.add_argument("--use_vllm", action="store_true", help="generate with vLLM (needs vllm; adapters are merged)")
     g = p.add_argument_group("data")
     g.add_argument("--dataset_id", help=f"hub id, local file or directory, or arithmetic (default: run's, else "

@@ -40,6 +40,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from data_utils import LANGS, TEMPLATES
+    from devices import add_device_flags
 
     p = _Parser(prog="inference.py", description="Answer math questions with a model or checkpoint.",
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -54,8 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt_template", choices=list(TEMPLATES), help="default: the run's, else think")
     p.add_argument("--prompt_lang", choices=list(LANGS), help="default: zh for a Chinese question, else the run's")
     p.add_argument("--system_prompt", help="replace the template's system prompt (default: the run's)")
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="where to generate")
-    p.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"], help="compute dtype")
+    add_device_flags(p, "generate")
     p.add_argument("--stream", action="store_true", help="print tokens as they are generated")
     return p
 

@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     from reward import REWARD_FUNCS  # light import: no model, no math-verify work
 
     from data_utils import LANGS, TEMPLATES
+    from devices import add_device_flags
 
     p = argparse.ArgumentParser(
         prog="main.py",
@@ -82,9 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("model")
     g.add_argument("--model_id", help="hub id or local directory of a causal LM (default: Qwen/Qwen2.5-0.5B-Instruct; "
                                       "with --demo, a tiny model built into OUTPUT_DIR/base_model)")
-    g.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"], help="where to train")
-    g.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
-                   help="compute dtype; auto = bf16 on recent GPUs, fp16 on older ones, fp32 on MPS and CPU")
+    add_device_flags(g, "train")
     g.add_argument("--trust_remote_code", action="store_true", help="allow model code from the hub repository")
 
     g = p.add_argument_group("data")
