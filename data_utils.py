@@ -180,6 +180,11 @@ def _split_files(directory: Path) -> dict[str, list[Path]]:
     return splits
 
 
+def is_offline_source(dataset_id: str) -> bool:
+    """True for local files and directories and the built-in task: loading them needs no network."""
+    return dataset_id == BUILTIN_ARITHMETIC or _is_local(dataset_id)
+
+
 def check_dataset_id(dataset_id: str) -> None:
     """Cheap validation before anything heavy loads; hub-looking ids ("org/name") pass unchecked."""
     if dataset_id == BUILTIN_ARITHMETIC or not _is_local(dataset_id):

@@ -226,7 +226,7 @@ def _looks_like_path(name: str) -> bool:
 
 def validate_args(args: argparse.Namespace) -> None:
     """Cross-flag checks, before anything heavy loads. Raises UsageError (or a subclass of ValueError)."""
-    from data_utils import check_dataset_id
+    from data_utils import check_dataset_id, is_offline_source, load_math_dataset
     from devices import resolve_placement
     from reward import load_reward_funcs
 
@@ -271,6 +271,9 @@ def validate_args(args: argparse.Namespace) -> None:
     if args.model_id and _looks_like_path(args.model_id) and not Path(args.model_id).expanduser().exists():
         raise UsageError(f"--model_id {args.model_id}: no such directory (a hub id looks like Org/Name)")
     check_dataset_id(args.dataset_id)
+    if is_offline_source(args.dataset_id):  # columns and split of a local file are cheap to check now
+        load_math_dataset(args.dataset_id, args.split, max_samples=1, prompt_template=args.prompt_template,
+                          prompt_lang=args.prompt_lang, system_prompt=args.system_prompt, seed=args.seed)
     resume = args.resume_from_checkpoint
     if resume and resume != "latest" and not Path(resume).is_dir():
         raise UsageError(f"--resume_from_checkpoint {resume}: no such checkpoint directory (or use 'latest')")

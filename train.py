@@ -187,14 +187,14 @@ def run(args: argparse.Namespace) -> Path:
     # 1. seed: data order, LoRA init and sampling all follow it
     set_seed(args.seed)
 
-    # 2. tokenizer and data
+    # 2. data (a bad dataset fails before any model loads), then the tokenizer to drop long prompts
     args.model_id = prepare_model_id(args)
     try:
-        tokenizer = load_tokenizer(args.model_id, args.trust_remote_code)
         train_ds = load_math_dataset(
             args.dataset_id, args.split, max_samples=args.max_samples, prompt_template=args.prompt_template,
             prompt_lang=args.prompt_lang, system_prompt=args.system_prompt, seed=args.seed,
         )
+        tokenizer = load_tokenizer(args.model_id, args.trust_remote_code)
         train_ds, n_dropped = filter_long_prompts(train_ds, tokenizer, args.max_prompt_length)
     except (DatasetError, ModelLoadError) as e:
         raise RunError(str(e)) from None

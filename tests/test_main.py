@@ -51,6 +51,9 @@ def test_per_device_train_batch_size_is_an_alias(tmp_path):
         (["--top_p", "0"], "--top_p"),
         (["--max_steps", "0"], "--max_steps 0"),
         (["--dataset_id", "no/such/file.jsonl"], "no/such/file.jsonl"),
+        # a local file without question/answer columns is caught before any model loads
+        (["--dataset_id", str(ROOT / "configs" / "accelerate" / "ddp.yaml")], "unsupported extension"),
+        (["--dataset_id", "arithmetic", "--split", "validation"], "validation"),
         (["--model_id", "./no_such_model_dir"], "--model_id ./no_such_model_dir"),
         (["--resume_from_checkpoint", "nowhere/checkpoint-5"], "--resume_from_checkpoint"),
         (["--merge", "--full_finetune"], "--merge"),
@@ -61,6 +64,13 @@ def test_bad_flag_combinations_raise_one_line_naming_the_flag(tmp_path, argv, me
         args_for("--device", "cpu", *argv, tmp_path=tmp_path)
     assert message in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_a_local_file_without_recognised_columns_fails_before_any_model_loads(tmp_path):
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"text": "hello", "label": 1}\n')
+    with pytest.raises(ValueError, match="rows.jsonl.*no question column.*found: text, label"):
+        args_for("--dataset_id", str(data), tmp_path=tmp_path)
 
 
 def test_argparse_rejects_bad_types_and_choices(tmp_path, capsys):
