@@ -17,6 +17,7 @@ Left out on purpose: XPU/NPU/TPU back ends (untested here), and multi-GPU launch
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 from dataclasses import dataclass
@@ -71,6 +72,16 @@ def resolve_dtype(device: str, requested: str = "auto") -> torch.dtype:
     if device == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
         raise DeviceError("--dtype bf16: this GPU does not support bf16; use --dtype fp16 or --dtype auto")
     return dtype
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: X)" only where the help text does not already say what an unset flag means."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False) or "default" in text:
+            return text
+        return super()._get_help_string(action)
 
 
 def add_device_flags(group, what: str) -> None:

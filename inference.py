@@ -40,10 +40,10 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from data_utils import LANGS, TEMPLATES
-    from devices import add_device_flags
+    from devices import HelpFormatter, add_device_flags
 
     p = _Parser(prog="inference.py", description="Answer math questions with a model or checkpoint.",
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                formatter_class=HelpFormatter)
     p.add_argument("questions", nargs="*", help="questions to answer (default: a built-in set, one in Chinese)")
     p.add_argument("--model_dir", required=True,
                    help="final/ or checkpoint-N/ (LoRA adapter), a full model directory, or a hub id")

@@ -70,12 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     from reward import REWARD_FUNCS  # light import: no model, no math-verify work
 
     from data_utils import LANGS, TEMPLATES
-    from devices import add_device_flags
+    from devices import HelpFormatter, add_device_flags
 
     p = argparse.ArgumentParser(
         prog="main.py",
         description="GRPO + LoRA math-reasoning trainer (TRL GRPOTrainer, PEFT).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--config", metavar="FILE.yaml", help="YAML file of flag names to values; command-line flags win")
     p.add_argument("--demo", action="store_true", help="offline demo: tiny built-in model, arithmetic task, CPU")
