@@ -194,7 +194,10 @@ def run_arm(name: str, args: argparse.Namespace, tokenizer, dataset, dtype: torc
             output_dir=out, report_to="none", save_strategy="no", disable_tqdm=True, logging_steps=1, seed=0,
             max_steps=args.warmup + args.steps, per_device_train_batch_size=args.completions,
             num_generations=args.num_generations, max_completion_length=args.max_completion_length,
-            learning_rate=1e-5 if use_lora else 1e-6, bf16=cuda, use_cpu=not cuda, **extra,
+            learning_rate=1e-5 if use_lora else 1e-6, bf16=cuda, use_cpu=not cuda,
+            # every completion runs to the full length in every arm, so the arms do the same work: sampling
+            # in train mode (stock: LoRA dropout on) and eval mode (project) would otherwise end at other EOSs
+            generation_kwargs={"min_new_tokens": args.max_completion_length}, **extra,
         )
         if cuda:
             config._n_gpu = 1  # one process, one GPU (no DataParallel), as train.py does
