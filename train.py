@@ -253,12 +253,13 @@ def run(args: argparse.Namespace) -> Path:
 
     # 7. save: adapter (or full model) + tokenizer under final/, optionally a merged model
     final = out / "final"
-    trainer.save_model(str(final))
-    tokenizer.save_pretrained(str(final))
-    if args.merge:
-        merged = trainer.model.merge_and_unload() if hasattr(trainer.model, "merge_and_unload") else trainer.model
-        merged.save_pretrained(str(final / "merged"))
-        tokenizer.save_pretrained(str(final / "merged"))
+    trainer.save_model(str(final))  # collective under DeepSpeed/FSDP: every process calls it, rank 0 writes
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(final))
+        if args.merge:
+            merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+            merged.save_pretrained(str(final / "merged"))
+            tokenizer.save_pretrained(str(final / "merged"))
     logger.info("done in %.1f s; final model in %s", time.time() - t0, final)
 
     # 8. plots, training_report.json and the summary; a plotting failure never fails a finished run
