@@ -44,6 +44,11 @@ def is_distributed() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def is_main_process() -> bool:
+    """True in a single process, and in rank 0 of a distributed launch (the one that writes shared files)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def resolve_device(requested: str = "auto") -> str:
     """The device to use, as `cuda`, `mps` or `cpu`; raises DeviceError if `requested` is not available."""
     if requested not in DEVICES:

@@ -28,7 +28,7 @@ import torch
 
 from callbacks import AccuracyEval, ConsoleProgress, HealthCheck, RunLog, format_summary, use_console_progress
 from data_utils import DatasetError, default_eval_split, filter_long_prompts, load_math_dataset
-from devices import Placement, dtype_name
+from devices import Placement, dtype_name, is_main_process
 from model_io import ModelLoadError, load_model, load_tokenizer
 from provenance import git_commit, package_versions
 from reward import RewardError, check_reward_funcs, load_reward_funcs
@@ -180,7 +180,9 @@ def run(args: argparse.Namespace) -> Path:
     t0 = time.time()
     placement: Placement = args.placement
     out = Path(args.output_dir)
-    if args.overwrite_output_dir and (out / "run_config.json").exists() and not args.resume_from_checkpoint:
+    main_process = is_main_process()
+    fresh_start = args.overwrite_output_dir and not args.resume_from_checkpoint
+    if main_process and fresh_start and (out / "run_config.json").exists():
         _clear_run_dir(out)
     resume = _resolve_resume(args) if args.resume_from_checkpoint else None
 
@@ -231,7 +233,8 @@ def run(args: argparse.Namespace) -> Path:
     config = build_grpo_config(args, placement)
     if placement.device == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         config._n_gpu = 1  # one process uses one GPU; Trainer would otherwise wrap the model in DataParallel
-    write_run_config(args, placement, {"train_rows": len(train_ds), "dropped_long_prompts": n_dropped})
+    if main_process:
+        write_run_config(args, placement, {"train_rows": len(train_ds), "dropped_long_prompts": n_dropped})
     fast = rollout.resolve_fast_generation(args.fast_generation, use_vllm=args.use_vllm, device=placement.device)
     logger.info("generator: %s", "rollout.py" if fast else "TRL vLLM" if args.use_vllm else "stock TRL")
     trainer = (rollout.FastGRPOTrainer if fast else GRPOTrainer)(
