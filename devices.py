@@ -11,6 +11,8 @@
 
 An explicit `--device cuda` on a machine without CUDA is an error naming the flag, never a silent fallback.
 More than one visible GPU in a single process trains on the first and says how to use all of them.
+The `--device`/`--dtype` flags and the help formatter that main.py, eval.py and inference.py share live here
+too, so the three command lines cannot drift apart.
 Left out on purpose: XPU/NPU/TPU back ends (untested here), and multi-GPU launch itself (that is
 `accelerate launch` / `torchrun`, which set the process rank this module respects).
 """
