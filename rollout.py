@@ -71,6 +71,9 @@ def generation_config_for(
         temperature=temperature if sample else None,
         top_p=top_p if sample else None,
         top_k=top_k if sample and top_k > 0 else None,
+        # Explicit, so a model's own generation_config.json (Qwen2.5's says 1.1) cannot change what "greedy"
+        # means between models; transformers only fills in values left as None.
+        repetition_penalty=1.0,
         eos_token_id=list(eos_token_ids),
         pad_token_id=pad_token_id,
     )
