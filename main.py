@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
@@ -25,7 +26,6 @@ DEMO_DEFAULTS = {
     # A ~0.5M-parameter random model on one-line arithmetic problems: every stage of a real run in ~20 s on CPU.
     "dataset_id": "arithmetic",
     "output_dir": "ckpts/demo",
-    "overwrite_output_dir": True,  # rerunning the demo replaces the previous demo run
     "max_samples": 256,
     "max_steps": 24,
     "batch_size": 16,
@@ -224,6 +224,13 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).exists()
 
 
+def _is_demo_run(run_dir: Path) -> bool:
+    try:
+        return bool(json.loads((run_dir / "run_config.json").read_text())["args"].get("demo"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
 def validate_args(args: argparse.Namespace) -> None:
     """Cross-flag checks, before anything heavy loads. Raises UsageError (or a subclass of ValueError)."""
     from data_utils import check_dataset_id, is_offline_source, load_math_dataset
@@ -278,6 +285,8 @@ def validate_args(args: argparse.Namespace) -> None:
     if resume and resume != "latest" and not Path(resume).is_dir():
         raise UsageError(f"--resume_from_checkpoint {resume}: no such checkpoint directory (or use 'latest')")
     out = Path(args.output_dir)
+    if args.demo and not resume and _is_demo_run(out):
+        args.overwrite_output_dir = True  # rerunning the demo replaces the previous demo run, and only that
     if (out / "run_config.json").exists() and not (resume or args.overwrite_output_dir):
         raise UsageError(
             f"--output_dir {out} already holds a run; pass --resume_from_checkpoint latest to continue it, "

@@ -130,6 +130,15 @@ def test_an_existing_run_is_not_overwritten_by_accident(tmp_path):
     assert args_for("--device", "cpu", "--overwrite_output_dir", tmp_path=tmp_path).overwrite_output_dir
 
 
+def test_demo_replaces_only_an_earlier_demo_run(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run_config.json").write_text(json.dumps({"args": {"demo": True}}))
+    assert args_for("--demo", tmp_path=tmp_path).overwrite_output_dir  # rerunning the demo just works
+    (tmp_path / "run" / "run_config.json").write_text(json.dumps({"args": {"demo": False}}))
+    with pytest.raises(UsageError, match="already holds a run"):  # a real run is never wiped by --demo
+        args_for("--demo", tmp_path=tmp_path)
+
+
 def test_presets_in_configs_parse(tmp_path):
     for preset in sorted((ROOT / "configs").glob("*.yaml")):
         a = parse_args(["--config", str(preset), "--output_dir", str(tmp_path / preset.stem), "--device", "cpu"])
