@@ -36,6 +36,8 @@ from reward import RewardError, check_reward_funcs, load_reward_funcs
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
+RUN_FILES = ("run_config.json", "train_log.json", "completions.jsonl", "training_report.json",
+             "training_metrics.png", "metrics_distribution.png", "eval_curve.png", "README.md")
 
 
 class RunError(RuntimeError):
@@ -333,16 +335,15 @@ def print_summary(out: Path, health: HealthCheck, *, wall_time_s: float, tensorb
 
 
 def _clear_run_dir(out: Path) -> None:
-    """Remove the outputs of an earlier run in `out` (only names this tool writes)."""
+    """Remove the outputs of an earlier run in `out`: only names this tool writes, never a user's own files."""
     import shutil
 
     for child in out.iterdir():
-        if child.name == "base_model":
-            continue  # the demo's tiny base is rebuilt identically; keep it
         if child.is_dir() and (child.name.startswith("checkpoint-") or child.name in ("final", "runs")):
             shutil.rmtree(child)
-        elif child.is_file() and child.suffix in (".json", ".jsonl", ".png"):
+        elif child.is_file() and child.name in RUN_FILES:
             child.unlink()
+        # base_model/ stays: the demo's tiny base is rebuilt identically
 
 
 def _log_parameters(model: torch.nn.Module) -> None:

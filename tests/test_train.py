@@ -96,3 +96,14 @@ def test_grpo_learns_a_toy_reward(tmp_path):
     assert len(rewards) == 30
     start, end = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
     assert end > start + 0.15, f"mean reward {start:.3f} -> {end:.3f}"
+
+
+def test_overwriting_a_run_removes_only_what_the_tool_wrote(tmp_path):
+    import train
+
+    for d in ("checkpoint-4", "final", "runs", "base_model", "my_notes"):
+        (tmp_path / d).mkdir()
+    for f in ("run_config.json", "train_log.json", "eval_curve.png", "my_results.json"):
+        (tmp_path / f).write_text("{}")
+    train._clear_run_dir(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base_model", "my_notes", "my_results.json"]
