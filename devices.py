@@ -91,6 +91,13 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are a ValueError (the CLI prints one line, exit 2) instead of usage + exit."""
+
+    def error(self, message: str) -> None:
+        raise ValueError(message)
+
+
 def add_device_flags(group, what: str) -> None:
     """--device and --dtype, the same in main.py, eval.py and inference.py; `what` is the verb (train, generate)."""
     group.add_argument("--device", default="auto", choices=list(DEVICES), help=f"where to {what}; auto = CUDA, "

@@ -392,18 +392,13 @@ def format_table(summary: dict) -> str:
 # The command line
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage block: main() prints it
-        raise EvalError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """eval.py's flags; unset ones marked "run's" come from the run's run_config.json when there is one."""
     from data_utils import LANGS, TEMPLATES
-    from devices import HelpFormatter, add_device_flags
+    from devices import HelpFormatter, OneLineParser, add_device_flags
 
-    p = _Parser(prog="eval.py", description="Score a model or checkpoint on a math split (see the docstring).",
-                formatter_class=HelpFormatter)
+    p = OneLineParser(prog="eval.py", description="Score a model or checkpoint on a math split (see the docstring).",
+                      formatter_class=HelpFormatter)
     p.add_argument("--summarize", metavar="RESULTS_DIR", help="only write RESULTS_DIR/summary.json and print the "
                                                               "table of its base/checkpoint-N/final.json")
     g = p.add_argument_group("model")

@@ -33,17 +33,12 @@ BUILTIN_QUESTIONS = (
 _CJK_RE = re.compile(r"[\u4e00-\u9fff]")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage block: main() prints it
-        raise ValueError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from data_utils import LANGS, TEMPLATES
-    from devices import HelpFormatter, add_device_flags
+    from devices import HelpFormatter, OneLineParser, add_device_flags
 
-    p = _Parser(prog="inference.py", description="Answer math questions with a model or checkpoint.",
-                formatter_class=HelpFormatter)
+    p = OneLineParser(prog="inference.py", description="Answer math questions with a model or checkpoint.",
+                      formatter_class=HelpFormatter)
     p.add_argument("questions", nargs="*", help="questions to answer (default: a built-in set, one in Chinese)")
     p.add_argument("--model_dir", required=True,
                    help="final/ or checkpoint-N/ (LoRA adapter), a full model directory, or a hub id")
