@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-import reward
 from equivalence import equal
 from grader_worker import SymbolicWorker, shared_worker
 from reward import (REWARD_FUNCS, RewardError, answers_match, check_reward_funcs, extract_answer, grade,
