@@ -1,430 +1,56 @@
 """Dataset loaders and prompt templates: every source becomes one `datasets.Dataset` schema.
 
-Columns (the DESIGN.md data contract): `prompt` (chat messages, or a plain string for `r1_zero`), `answer`
-(short canonical gold, e.g. "72"), `solution` (the full reference text), plus `question` (the raw problem text,
-for eval records and logs). Rewards receive `answer` by keyword; nothing else is needed by TRL.
+    python data_utils.py openai/gsm8k --split "test[:3]"            # show rows as the model and the rewards see them
+    python data_utils.py arithmetic --prompt_template r1_zero --n 2
+    python data_utils.py ../shared/data/gsm8k --split test --n 1 --prompt_lang zh
 
     from data_utils import load_math_dataset, filter_long_prompts
     ds = load_math_dataset("openai/gsm8k", "train[:10%]", prompt_template="think", max_samples=1000)
-    ds = load_math_dataset("../shared/data/gsm8k", "test")          # same layout, offline
-    ds = load_math_dataset("arithmetic", "train")                     # built-in offline task (--demo)
     ds, n_dropped = filter_long_prompts(ds, tokenizer, max_prompt_length=512)
 
-Sources: hub ids through `datasets.load_dataset` (gsm8k gets its `main` config), local `.jsonl/.json/.parquet/.csv`
-files, local directories laid out like a hub dataset (`train.jsonl`, `data/test-00000-of-00001.parquet`), and
-a seeded generator of one-sentence arithmetic word problems. Gold answers go through `reward.normalize_gold`, so
-training, eval and rewards agree on what the gold is. Left out on purpose: shuffling (the trainer shuffles),
-streaming, hub configs other than gsm8k's, and any answer parsing of our own.
+Columns (the data contract): `prompt` (chat messages, or a plain string for `r1_zero`), `answer` (the short
+canonical gold, e.g. "72"), `solution` (the full reference text), plus `question` (the raw problem). Sources:
+`openai/gsm8k`, `AI-MO/NuminaMath-TIR`, `HuggingFaceH4/MATH-500` and other hub ids, local `.jsonl`, `.json`,
+`.parquet` and `.csv` files with recognised column names, local directories laid out like a hub dataset, and
+`arithmetic`, the built-in offline generator. Templates: `think` (chat, `<think>`/`<answer>\\boxed{}`),
+`r1_zero` (plain text for base models), `qwen_math` (`\\boxed{}`), in English or Chinese.
+The loaders live in `grpo_math/data.py`, the templates in `grpo_math/prompts.py`, the generator in
+`grpo_math/arithmetic.py`; this file is their public face and a way to look at a dataset before training.
 """
+
 from __future__ import annotations
 
-import csv
-import functools
-import io
 import json
-import logging
-import os
-import random
-import socket
-import threading
-import zlib
-from collections.abc import Iterable, Sequence
-from pathlib import Path
-from urllib.parse import urlparse
+import sys
 
-import datasets
-
-from reward import last_boxed, normalize_gold
-
-logger = logging.getLogger(__name__)
+from grpo_math.arithmetic import ARITHMETIC_SIZES, arithmetic_problems  # noqa: F401 - the public API
+from grpo_math.data import (BUILTIN_ARITHMETIC, DatasetError, check_dataset_id,  # noqa: F401
+                            default_eval_split, filter_long_prompts, is_offline_source, load_math_dataset)
+from grpo_math.prompts import LANGS, TEMPLATES, build_prompt  # noqa: F401
 
 
-class DatasetError(ValueError):
-    """A dataset that cannot be loaded as asked; the message names it and says what would work."""
+def main(argv: list[str] | None = None) -> int:
+    from grpo_math.devices import OneLineParser
 
-
-TEMPLATES: tuple[str, ...] = ("think", "r1_zero", "qwen_math")  # "think" is the default (instruct models)
-LANGS: tuple[str, ...] = ("en", "zh")
-BUILTIN_ARITHMETIC = "arithmetic"
-FILE_EXTENSIONS = (".jsonl", ".json", ".parquet", ".csv")
-
-QUESTION_COLUMNS = ("question", "problem", "prompt", "query", "instruction", "input")
-ANSWER_COLUMNS = ("answer", "final_answer", "gold", "target", "expected_answer")
-SOLUTION_COLUMNS = ("solution", "rationale", "explanation", "output")
-
-HUB_CONFIGS = {"openai/gsm8k": "main", "gsm8k": "main"}  # load_dataset needs a config name for these
-HUB_EVAL_SPLITS = {"openai/gsm8k": "test", "gsm8k": "test", "AI-MO/NuminaMath-TIR": "test",
-                   "HuggingFaceH4/MATH-500": "test"}
-ARITHMETIC_SIZES = {"train": 5000, "test": 500}  # plenty for --demo; test is kept small so eval stays quick
-HUB_PROBE_TIMEOUT_S = 3.0  # datasets retries an unreachable Hub for ~25 s; fail in seconds instead
-
-# ---------------------------------------------------------------------------------------------- prompt templates
-
-_SYSTEM = {
-    ("think", "en"): "You are a helpful assistant. First think through the problem step by step inside "
-                     "<think> </think> tags, then give the final answer inside <answer> </answer> tags as "
-                     "\\boxed{...}, i.e., <think> reasoning here </think><answer>\\boxed{final answer}</answer>.",
-    ("think", "zh"): "你是一个乐于助人的助手。请先在 <think> </think> 标签内逐步思考推理过程，然后在 <answer> </answer> "
-                     "标签内用 \\boxed{} 给出最终答案，即：<think> 推理过程 </think><answer>\\boxed{最终答案}</answer>。",
-    # Qwen2.5-Math's own chain-of-thought prompts (its README), so Qwen math models see what they were tuned on.
-    ("qwen_math", "en"): "Please reason step by step, and put your final answer within \\boxed{}.",
-    ("qwen_math", "zh"): "请通过逐步推理来解答问题，并把最终答案放置于\\boxed{}中。",
-    # DeepSeek-R1-Zero's preamble (paper, Table 1); the question and "Assistant: <think>" follow it.
-    ("r1_zero", "en"): "A conversation between User and Assistant. The User asks a question, and the Assistant "
-                       "solves it. The Assistant first thinks about the reasoning process in the mind and then "
-                       "provides the User with the answer. The reasoning process is enclosed within <think> </think> "
-                       "and answer is enclosed within <answer> </answer> tags, respectively, i.e., <think> reasoning "
-                       "process here </think> <answer> answer here </answer>.",
-    ("r1_zero", "zh"): "这是用户与助手之间的对话。用户提出一个问题，由助手来解答。助手先在脑海中思考推理过程，然后向用户给出答案。"
-                       "推理过程和答案分别放在 <think> </think> 和 <answer> </answer> 标签内，即 <think> 推理过程 "
-                       "</think> <answer> 答案 </answer>。",
-}
-_R1_TURNS = {"en": "\nUser: {question}\nAssistant: <think>", "zh": "\n用户：{question}\n助手：<think>"}
-
-
-def _check_template(template: str, lang: str) -> None:
-    if template not in TEMPLATES:
-        raise DatasetError(f"unknown prompt template {template!r}; choose one of {', '.join(TEMPLATES)}")
-    if lang not in LANGS:
-        raise DatasetError(f"unknown prompt language {lang!r}; choose one of {', '.join(LANGS)}")
-
-
-def build_prompt(question: str, template: str = "think", lang: str = "en",
-                 system_prompt: str | None = None) -> list[dict] | str:
-    """The model input for one question: chat messages, or a plain string for `r1_zero` (base models).
-
-    `system_prompt` replaces the system message (for `r1_zero`, the preamble before "User:").
-    >>> build_prompt("1+1?", "r1_zero").endswith("Assistant: <think>")
-    True
-    """
-    _check_template(template, lang)
-    system = _SYSTEM[(template, lang)] if system_prompt is None else system_prompt
-    if template == "r1_zero":
-        # Ends in "<think>" so a base model starts reasoning at once; the completion holds only "... </think> <answer>".
-        return system + _R1_TURNS[lang].format(question=question)
-    return [{"role": "system", "content": system}, {"role": "user", "content": question}]
-
-
-# ------------------------------------------------------------------------------------- built-in arithmetic task
-
-_NAMES = ("Ana", "Ben", "Chen", "Dara", "Eli", "Fay", "Gus", "Hana", "Ivan", "Jo", "Kemal", "Lin")
-_THINGS = ("apples", "books", "coins", "pens", "stamps", "shells", "cards", "marbles", "eggs", "stickers")
-_QUESTIONS = {
-    "add": ("{n} has {a} {t} and gets {b} more. How many {t} does {n} have now?",
-            "A box holds {a} {t} and {n} adds {b}. How many {t} are in the box?"),
-    "sub": ("{n} has {a} {t} and gives away {b}. How many {t} are left?",
-            "There were {a} {t} and {n} used {b}. How many {t} remain?"),
-    "mul": ("{n} buys {a} bags with {b} {t} in each. How many {t} is that?",
-            "There are {a} rows of {b} {t}. How many {t} are there in all?"),
-    "two_step": ("{n} has {a} {t}, gets {b} more, then loses {c}. How many {t} are left?",
-                 "A jar has {a} {t}; {n} adds {b} and takes out {c}. How many {t} are in it?"),
-}
-
-
-def _one_problem(rng: random.Random) -> dict:
-    kind = rng.choice(tuple(_QUESTIONS))
-    a, b, c = rng.randint(2, 50), rng.randint(2, 50), 0
-    if kind == "add":
-        steps = [(f"{a} + {b}", a + b)]
-    elif kind == "sub":
-        a, b = max(a, b) + 1, min(a, b)  # answers stay positive
-        steps = [(f"{a} - {b}", a - b)]
-    elif kind == "mul":
-        a, b = rng.randint(2, 12), rng.randint(2, 12)  # times-table sized, so answers stay small
-        steps = [(f"{a} * {b}", a * b)]
-    else:
-        c = rng.randint(1, a + b - 1)
-        steps = [(f"{a} + {b}", a + b), (f"{a + b} - {c}", a + b - c)]
-    question = rng.choice(_QUESTIONS[kind]).format(n=rng.choice(_NAMES), t=rng.choice(_THINGS), a=a, b=b, c=c)
-    answer = str(steps[-1][1])
-    solution = "\n".join(f"{expr} = {value}" for expr, value in steps) + f"\n#### {answer}"  # GSM8K style
-    return {"question": question, "answer": answer, "solution": solution}
-
-
-def arithmetic_problems(n: int, seed: int = 0) -> list[dict]:
-    """The first `n` raw `{"question", "answer", "solution"}` rows of the seeded generator (both splits mixed)."""
-    rng = random.Random(seed)
-    return [_one_problem(rng) for _ in range(n)]
-
-
-def _arithmetic_split(split: str, seed: int) -> list[dict]:
-    # The split is a hash of the question text, not the seed: train and test can never share a question,
-    # whatever seeds they were drawn with.
-    rng, rows, seen = random.Random(seed), [], set()
-    while len(rows) < ARITHMETIC_SIZES[split]:
-        row = _one_problem(rng)
-        is_test = zlib.crc32(row["question"].encode()) % 10 == 0
-        if is_test == (split == "test") and row["question"] not in seen:
-            seen.add(row["question"])
-            rows.append(row)
-    return rows
-
-
-# ------------------------------------------------------------------------------------------------- local files
-
-def _is_local(dataset_id: str) -> bool:
-    # Hub ids look like "name" or "org/name"; anything path-shaped is local, even when it does not exist.
-    p = Path(dataset_id).expanduser()
-    return (p.exists() or dataset_id.startswith((".", "/", "~")) or dataset_id.count("/") > 1
-            or p.suffix.lower() in FILE_EXTENSIONS + (".txt", ".tsv", ".arrow", ".xlsx", ".gz", ".zip"))
-
-
-def _split_files(directory: Path) -> dict[str, list[Path]]:
-    """Split name -> files: `train.jsonl`, or `data/train-00000-of-00001.parquet` (shards are concatenated)."""
-    files = [f for f in sorted(directory.iterdir()) if f.suffix.lower() in FILE_EXTENSIONS]
-    if not files and (directory / "data").is_dir():
-        files = [f for f in sorted((directory / "data").iterdir()) if f.suffix.lower() in FILE_EXTENSIONS]
-    splits: dict[str, list[Path]] = {}
-    for f in files:
-        splits.setdefault(f.stem.split("-")[0], []).append(f)
-    return splits
-
-
-def is_offline_source(dataset_id: str) -> bool:
-    """True for local files and directories and the built-in task: loading them needs no network."""
-    return dataset_id == BUILTIN_ARITHMETIC or _is_local(dataset_id)
-
-
-def check_dataset_id(dataset_id: str) -> None:
-    """Cheap validation before anything heavy loads; hub-looking ids ("org/name") pass unchecked."""
-    if dataset_id == BUILTIN_ARITHMETIC or not _is_local(dataset_id):
-        return
-    p = Path(dataset_id).expanduser()
-    if not p.exists():
-        raise DatasetError(f"dataset path {dataset_id!r} does not exist; pass an existing file or directory "
-                           f"(e.g. ../shared/data/gsm8k), a hub id like openai/gsm8k, or --demo")
-    if p.is_file() and p.suffix.lower() not in FILE_EXTENSIONS:
-        raise DatasetError(f"dataset file {dataset_id!r} has unsupported extension {p.suffix!r}; "
-                           f"use one of {', '.join(FILE_EXTENSIONS)}")
-    if p.is_dir() and not _split_files(p):
-        raise DatasetError(f"dataset directory {dataset_id!r} holds no data files; expected train.jsonl/test.jsonl "
-                           f"or data/train-00000-of-00001.parquet ({', '.join(FILE_EXTENSIONS)})")
-
-
-def _read_file(path: Path) -> list[dict]:
-    ext = path.suffix.lower()
+    p = OneLineParser(prog="data_utils.py", description="Show the first rows of a dataset as training sees them.")
+    p.add_argument("dataset_id", help="hub id, local file or directory, or arithmetic")
+    p.add_argument("--split", help="split, datasets slicing allowed (default: the dataset's test split)")
+    p.add_argument("--n", type=int, default=3, help="rows to show")
+    p.add_argument("--prompt_template", choices=list(TEMPLATES), default="think", help="prompt template")
+    p.add_argument("--prompt_lang", choices=list(LANGS), default="en", help="language of the template")
     try:
-        if ext == ".parquet":
-            import pyarrow.parquet as pq  # installed with datasets
-            return pq.read_table(path).to_pylist()
-        text = path.read_text(encoding="utf-8")
-        if ext == ".csv":
-            return list(csv.DictReader(io.StringIO(text, newline="")))  # keeps newlines inside quoted cells
-        try:
-            data = json.loads(text) if ext == ".json" else None
-        except json.JSONDecodeError as e:
-            if e.msg != "Extra data":
-                raise
-            data = None  # `Dataset.to_json` writes JSON lines even into a .json file
-        if data is None:
-            data = []
-            for i, line in enumerate(text.splitlines(), 1):
-                try:
-                    data += [json.loads(line)] if line.strip() else []
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"line {i}: {e}") from e  # the file's line, not json's "line 1"
-        if isinstance(data, dict) and all(isinstance(v, list) for v in data.values()):
-            data = [dict(zip(data, vals)) for vals in zip(*data.values())]  # column-oriented, as Dataset.to_dict
-        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-            raise ValueError("expected JSON objects, one per row (a list, JSON lines, or a dict of columns)")
-        return data
-    except (ValueError, OSError, UnicodeDecodeError) as e:
-        # pyarrow errors subclass ValueError/OSError; json.JSONDecodeError is a ValueError.
-        raise DatasetError(f"could not read {path}: {_one_line(e)}") from e
-
-
-def _one_line(e: BaseException, limit: int = 200) -> str:
-    return " ".join(str(e).split())[:limit]
-
-
-def _local_rows(dataset_id: str, split: str) -> list[dict]:
-    p = Path(dataset_id).expanduser()
-    # A single file is the whole "train" split, as datasets.load_dataset("json", data_files=...) would make it.
-    splits = {"train": [p]} if p.is_file() else _split_files(p)
-    wanted = _wanted_splits(split, splits, dataset_id)
-    return _slice({name: [r for f in splits[name] for r in _read_file(f)] for name in wanted}, split)
-
-
-def _wanted_splits(split: str, available: Iterable[str], name: str) -> set[str]:
-    """The split names `split` reads ("train+test[:5%]" -> {"train", "test"}), checked before any file is read."""
-    available = list(available)
-    try:
-        datasets.ReadInstruction.from_spec(split)
+        a = p.parse_args(argv)
+        if a.n < 1:
+            raise ValueError(f"--n {a.n} must be a positive integer")
+        ds = load_math_dataset(a.dataset_id, a.split or default_eval_split(a.dataset_id), max_samples=a.n,
+                               prompt_template=a.prompt_template, prompt_lang=a.prompt_lang)
     except ValueError as e:
-        raise DatasetError(f"{name}: bad split {split!r} ({_one_line(e)}); "
-                           f"use datasets' syntax with one of: {', '.join(available)}") from e
-    wanted = {part.split("[")[0].strip() for part in split.split("+")}
-    if not wanted <= set(available):
-        raise DatasetError(f"{name}: unknown split {split!r}; available splits: {', '.join(available)}")
-    return wanted
+        print(f"data_utils.py: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    for row in ds:
+        print(json.dumps({k: row[k] for k in ("prompt", "answer")}, ensure_ascii=False, indent=1))
+    return 0
 
 
-def _slice(rows: dict[str, list[dict]], split: str) -> list[dict]:
-    """datasets' split syntax (`test[:5%]`, `train[10:20]`, `train+test`) on in-memory rows."""
-    spans = datasets.ReadInstruction.from_spec(split).to_absolute({k: len(v) for k, v in rows.items()})
-    return [r for s in spans for r in rows[s.splitname][s.from_:s.to]]
-
-
-# ------------------------------------------------------------------------------------------------------ the hub
-
-@functools.lru_cache(maxsize=1)  # one probe per process: tokenizer, model and data loads all ask
-def hub_reachable() -> bool:
-    """A quick TCP connect to the Hub endpoint (HF_ENDPOINT honoured), or to the proxy when one is set."""
-    from huggingface_hub import constants
-    proxy = next((os.environ[k] for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
-                  if os.environ.get(k)), None)
-    target = proxy if proxy and "://" in proxy else f"http://{proxy}" if proxy else constants.ENDPOINT
-    url = urlparse(target)
-    address = (url.hostname, url.port or (443 if url.scheme == "https" else 80))
-    result: list[bool] = []
-
-    def probe() -> None:
-        try:
-            socket.create_connection(address, timeout=HUB_PROBE_TIMEOUT_S).close()
-            result.append(True)
-        except OSError:
-            result.append(False)
-
-    t = threading.Thread(target=probe, daemon=True)  # a thread because DNS lookups ignore socket timeouts
-    t.start()
-    t.join(HUB_PROBE_TIMEOUT_S)
-    return bool(result and result[0])
-
-
-def _hub_dataset(dataset_id: str, split: str) -> datasets.Dataset:
-    hint = "pass a local copy (e.g. --dataset_id ../shared/data/gsm8k) or use --demo"
-    # In offline mode datasets answers from its cache at once; otherwise check the Hub is there before it retries.
-    if not datasets.config.HF_HUB_OFFLINE and not hub_reachable():
-        raise DatasetError(f"cannot reach the Hugging Face Hub to load {dataset_id!r}; {hint} "
-                           f"(or set HF_HUB_OFFLINE=1 to use a cached copy)")
-    try:
-        return datasets.load_dataset(dataset_id, HUB_CONFIGS.get(dataset_id), split=split)
-    except Exception as e:  # network, auth, not-found and builder errors all end the same way for the user
-        if isinstance(e, ValueError) and "split" in str(e).lower():  # 'Unknown split "dev". Should be one of [...]'
-            raise DatasetError(f"{dataset_id}: {_one_line(e)}") from e
-        raise DatasetError(f"could not load {dataset_id!r} from the Hub "
-                           f"({type(e).__name__}: {_one_line(e)}); {hint}") from e
-
-
-# ------------------------------------------------------------------------------------------------- the contract
-
-def _text(value) -> str:
-    if isinstance(value, float):
-        if value != value:  # NaN: pandas' empty cell
-            return ""
-        if value.is_integer():  # csv/parquet writers turn integer answers into 18.0
-            return str(int(value))
-    return "" if value is None else str(value)
-
-
-def _pick(columns: Sequence[str], names: Sequence[str]) -> str | None:
-    lower = {c.lower(): c for c in columns}  # "Question" in a spreadsheet export is still a question
-    return next((lower[n] for n in names if n in lower), None)
-
-
-def _to_contract(rows: Iterable[dict], columns: Sequence[str], name: str, max_samples: int | None,
-                 template: str, lang: str, system_prompt: str | None) -> datasets.Dataset:
-    q_col, a_col, s_col = (_pick(columns, n) for n in (QUESTION_COLUMNS, ANSWER_COLUMNS, SOLUTION_COLUMNS))
-    if q_col is None or (a_col is None and s_col is None):
-        missing = "question" if q_col is None else "answer"
-        names = QUESTION_COLUMNS if q_col is None else ANSWER_COLUMNS + SOLUTION_COLUMNS
-        raise DatasetError(f"{name}: no {missing} column (found: {', '.join(columns) or 'none'}); "
-                           f"name one of: {', '.join(names)}")
-    out: dict[str, list] = {"prompt": [], "answer": [], "solution": [], "question": []}
-    n_empty = n_no_gold = 0
-    for row in rows:
-        if max_samples is not None and len(out["answer"]) >= max_samples:
-            break
-        raw_q = row.get(q_col)
-        question = raw_q.strip() if isinstance(raw_q, str) else ""  # a messages list is not a question
-        solution = _text(row.get(s_col)) if s_col else ""
-        gold_text = _text(row.get(a_col)) if a_col else ""
-        if not gold_text and ("####" in solution or last_boxed(solution) is not None):
-            # No answer: the solution's gold must be marked, or we would take the whole text as the answer.
-            gold_text = solution
-        gold = normalize_gold(gold_text)
-        if not question:
-            n_empty += 1
-        elif gold is None:
-            n_no_gold += 1
-        else:
-            out["prompt"].append(build_prompt(question, template, lang, system_prompt))
-            out["answer"].append(gold)
-            out["solution"].append(solution or gold_text)  # GSM8K keeps its rationale in `answer`
-            out["question"].append(question)
-    if n_empty or n_no_gold:
-        logger.info("%s: dropped %d rows with an empty question and %d with no parseable gold answer",
-                    name, n_empty, n_no_gold)
-    if not out["answer"]:
-        raise DatasetError(f"{name}: no usable rows ({n_empty} with an empty question, {n_no_gold} without a "
-                           f"parseable gold answer in column {a_col or s_col!r})")
-    return datasets.Dataset.from_dict(out)
-
-
-def load_math_dataset(dataset_id: str, split: str = "train", *, max_samples: int | None = None,
-                      prompt_template: str = "think", prompt_lang: str = "en",
-                      system_prompt: str | None = None, seed: int = 0) -> datasets.Dataset:
-    """Load `split` of a hub id, local file/directory or "arithmetic" as prompt/answer/solution/question rows.
-
-    `max_samples` keeps the first N usable rows after slicing; `seed` only drives the arithmetic generator.
-    """
-    _check_template(prompt_template, prompt_lang)
-    if max_samples is not None and max_samples < 1:
-        raise DatasetError(f"max_samples must be at least 1, got {max_samples}")
-    check_dataset_id(dataset_id)
-    if dataset_id == BUILTIN_ARITHMETIC:
-        wanted = _wanted_splits(split, ARITHMETIC_SIZES, dataset_id)
-        rows = _slice({s: _arithmetic_split(s, seed) for s in wanted}, split)
-        columns: Sequence[str] = ("question", "answer", "solution")
-    elif _is_local(dataset_id):
-        rows = _local_rows(dataset_id, split)
-        columns = list(dict.fromkeys(k for r in rows for k in r))  # union: JSON lines need not agree on keys
-    else:
-        hub = _hub_dataset(dataset_id, split)
-        columns = hub.column_names
-        keep = [c for c in (_pick(columns, n) for n in (QUESTION_COLUMNS, ANSWER_COLUMNS, SOLUTION_COLUMNS)) if c]
-        rows = hub.select_columns(keep) if keep else hub  # skip e.g. NuminaMath's `messages` when iterating
-    if len(rows) == 0:  # an empty slice (test[2000:]) is not a file without columns
-        raise DatasetError(f"{dataset_id}: split {split!r} selects no rows; check the slice bounds")
-    ds = _to_contract(rows, columns, f"{dataset_id} [{split}]", max_samples, prompt_template, prompt_lang,
-                      system_prompt)
-    logger.info("loaded %d rows from %s [%s] with the %s/%s template", len(ds), dataset_id, split,
-                prompt_template, prompt_lang)
-    return ds
-
-
-def default_eval_split(dataset_id: str) -> str:
-    """"test" where the source has one, else "train" (or a directory's only split); unknown hub ids get "test"."""
-    if dataset_id == BUILTIN_ARITHMETIC:
-        return "test"
-    if _is_local(dataset_id):
-        p = Path(dataset_id).expanduser()
-        splits = list(_split_files(p)) if p.is_dir() else ["train"]
-        return next((s for s in ("test", "train") if s in splits), splits[0] if splits else "train")
-    return HUB_EVAL_SPLITS.get(dataset_id, "test")
-
-
-def filter_long_prompts(dataset: datasets.Dataset, tokenizer, max_prompt_length: int | None
-                        ) -> tuple[datasets.Dataset, int]:
-    """Drop rows whose prompt is over `max_prompt_length` tokens, counted the way TRL tokenizes it.
-
-    TRL 1.16 has no max_prompt_length, and a truncated prompt loses the question, so long ones are dropped.
-    """
-    if max_prompt_length is None or len(dataset) == 0:
-        return dataset, 0
-    lengths: list[int] = []
-    for start in range(0, len(dataset), 256):  # batches keep memory flat on large datasets
-        prompts = dataset[start:start + 256]["prompt"]
-        if isinstance(prompts[0], str):
-            ids = tokenizer(text=prompts)["input_ids"]
-        else:
-            ids = tokenizer.apply_chat_template(prompts, add_generation_prompt=True, tokenize=True,
-                                                return_dict=True)["input_ids"]
-        lengths.extend(len(x) for x in ids)
-    keep = [i for i, n in enumerate(lengths) if n <= max_prompt_length]
-    n_dropped = len(dataset) - len(keep)
-    if not keep:
-        raise DatasetError(f"every prompt is longer than --max_prompt_length {max_prompt_length} tokens "
-                           f"(shortest: {min(lengths)}); raise it to at least {min(lengths)}")
-    logger.info("dropped %d of %d prompts longer than %d tokens", n_dropped, len(dataset), max_prompt_length)
-    return (dataset.select(keep) if n_dropped else dataset), n_dropped
+if __name__ == "__main__":
+    sys.exit(main())

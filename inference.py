@@ -6,7 +6,7 @@
 
 Prompts are built as in training (the run's template, language and system prompt, from run_config.json, unless
 flags say otherwise; a question in Chinese gets the Chinese template) and tokenized as eval.py tokenizes them.
-The extracted answer is `reward.extract_answer`, the training rewards' own. `--model_dir` is required: a
+The extracted answer is `answers.extract_answer`, the training rewards' own. `--model_dir` is required: a
 default that depends on the current directory would answer with whatever happens to be there.
 Left out on purpose: a chat loop with history, and batching (eval.py is the batched path).
 """
@@ -21,6 +21,9 @@ import sys
 import time
 import warnings
 
+from grpo_math.config import RunConfig
+from grpo_math.rundir import find_run_config
+
 logger = logging.getLogger(__name__)
 
 # (question, language, expected answer): two GSM8K-style problems and one in Chinese
@@ -34,8 +37,8 @@ _CJK_RE = re.compile(r"[\u4e00-\u9fff]")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from data_utils import LANGS, TEMPLATES
-    from devices import HelpFormatter, OneLineParser, add_device_flags
+    from grpo_math.devices import HelpFormatter, OneLineParser, add_device_flags
+    from grpo_math.prompts import LANGS, TEMPLATES
 
     p = OneLineParser(prog="inference.py", description="Answer math questions with a model or checkpoint.",
                       formatter_class=HelpFormatter)
@@ -43,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model_dir", required=True,
                    help="final/ or checkpoint-N/ (LoRA adapter), a full model directory, or a hub id")
     p.add_argument("--base_model", help="base model of an adapter (default: the adapter's config, else the run's)")
-    p.add_argument("--max_new_tokens", type=int, default=512, help="tokens per answer at most")
+    p.add_argument("--max_new_tokens", type=int,
+                   help=f"tokens per answer at most (default: the run's --max_completion_length, else "
+                        f"{RunConfig.max_completion_length})")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling mass, (0, 1]")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
@@ -58,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 def answer(model, tokenizer, prompt, *, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
            seed: int = 0, stream: bool = False) -> tuple[str, int]:
     """(completion text, completion tokens) for one prompt; `stream` prints the text as it comes."""
-    from eval import decode, encode_prompts, eos_token_ids
-    from rollout import generate, generation_config_for, left_pad
+    from grpo_math.rollout import cut_after_eos, generate, generation_config_for, left_pad
+    from grpo_math.scoring import decode, encode_prompts, eos_token_ids
 
     ids = encode_prompts(tokenizer, [prompt])
     eos = eos_token_ids(model, tokenizer)
@@ -78,41 +83,41 @@ def answer(model, tokenizer, prompt, *, max_new_tokens: int, temperature: float 
     torch.manual_seed(seed)
     with torch.no_grad():
         out = model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config, streamer=streamer)
-    completion = out[0, input_ids.size(1):].tolist()
-    completion = completion[:next((i + 1 for i, t in enumerate(completion) if t in eos), len(completion))]
+    completion = cut_after_eos(out[:, input_ids.size(1):], eos)[0]
     return decode(tokenizer, [completion])[0], len(completion)
 
 
 def prepare(a: argparse.Namespace) -> tuple:
     """Check the flags, resolve the run's prompt settings and load the model; bad input raises ValueError."""
-    from devices import resolve_placement
-    from eval import load_model
-    from model_io import find_run_config
+    from grpo_math.devices import resolve_placement
+    from grpo_math.model_io import load_for_inference
 
-    if a.max_new_tokens < 1:
+    if a.max_new_tokens is not None and a.max_new_tokens < 1:
         raise ValueError(f"--max_new_tokens {a.max_new_tokens} must be a positive integer")
     if a.temperature < 0 or not 0 < a.top_p <= 1:
         raise ValueError(f"--temperature {a.temperature} must be >= 0 and --top_p {a.top_p} in (0, 1]")
-    run_args = (find_run_config(a.model_dir) or {}).get("args", {}) if os.path.isdir(a.model_dir) else {}
+    found = (find_run_config(a.model_dir) or {}).get("args") if os.path.isdir(a.model_dir) else None
+    run = RunConfig.from_record(found if isinstance(found, dict) else {})  # the run's settings, else defaults
     placement = resolve_placement(a.device, a.dtype)
-    model, tokenizer = load_model(a.model_dir, placement.dtype, placement.device, a.base_model)
-    return model, tokenizer, run_args
+    model, tokenizer, _ = load_for_inference(a.model_dir, placement.dtype, placement.device, a.base_model)
+    return model, tokenizer, run
 
 
-def run(a: argparse.Namespace, model, tokenizer, run_args: dict) -> int:
+def run(a: argparse.Namespace, model, tokenizer, run: RunConfig) -> int:
     """Answer each question (or the built-in ones) and print the completion and the extracted answer."""
-    from data_utils import build_prompt
-    from reward import extract_answer
+    from grpo_math.answers import extract_answer
+    from grpo_math.prompts import build_prompt
 
-    template = a.prompt_template or run_args.get("prompt_template") or "think"
-    system = a.system_prompt if a.system_prompt is not None else run_args.get("system_prompt")
+    template = a.prompt_template or run.prompt_template
+    system = a.system_prompt if a.system_prompt is not None else run.system_prompt
+    max_new_tokens = a.max_new_tokens or run.max_completion_length
     questions = [(q, None, None) for q in a.questions] or list(BUILTIN_QUESTIONS)
     for n, (question, lang, expected) in enumerate(questions, 1):
-        lang = a.prompt_lang or lang or ("zh" if _CJK_RE.search(question) else run_args.get("prompt_lang") or "en")
+        lang = a.prompt_lang or lang or ("zh" if _CJK_RE.search(question) else run.prompt_lang)
         prompt = build_prompt(question, template, lang, system)
         print(f"### {n}. {question}", flush=True)
         t0 = time.perf_counter()
-        text, n_tokens = answer(model, tokenizer, prompt, max_new_tokens=a.max_new_tokens,
+        text, n_tokens = answer(model, tokenizer, prompt, max_new_tokens=max_new_tokens,
                                 temperature=a.temperature, top_p=a.top_p, seed=a.seed, stream=a.stream)
         if not a.stream:
             print(text.strip() or "(empty completion)")

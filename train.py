@@ -1,24 +1,19 @@
-"""The training flow, top to bottom: seed, data, model + tokenizer, LoRA, rewards, GRPOConfig, trainer, train, save.
+"""The training flow, top to bottom: seed, data, tokenizer, rewards, model + LoRA, GRPOConfig, trainer, train, save.
 
-Called by `main.py` with parsed and validated arguments (`python main.py --help` lists them); not a CLI itself.
-`build_grpo_config` and `build_lora_config` are the only places where this tool's flag names become TRL and
-PEFT names, so each setting has one source of truth, and the resolved result is written to
-`OUTPUT_DIR/run_config.json` before the first step.
+    python main.py --demo                      # main.py parses and checks the flags, then calls train.run(config)
 
-Departures from stock TRL, each for a reason:
-- `--max_prompt_length` is applied here, by dropping longer prompts before training (TRL 1.16 has no such
-  option and would otherwise feed arbitrarily long prompts); the count is logged.
-- generation goes through `rollout.py` when `--fast_generation` is on (see there); the loss, advantages,
-  optimizer and checkpointing are stock `GRPOTrainer`.
-Left out on purpose: reward models (rewards are functions here), multimodal prompts, tool calling.
+`run(config)` takes the frozen `grpo_math.config.RunConfig` and never changes it. The two places where this
+tool's flag names become library names are here: `build_lora_config` (PEFT) and `build_grpo_config` (TRL).
+The rest is the engine in `grpo_math/`: data.py loads the data contract, rewards.py the reward functions,
+trainer.py the GRPOTrainer subclass (fast rollouts from rollout.py), callbacks.py what a user sees while it
+runs, plots.py and report.py what they see after.
+Left out on purpose: anything a flag does not ask for (no hidden schedules, no automatic hyper-parameters).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import os
 import sys
 import time
 import warnings
@@ -26,18 +21,15 @@ from pathlib import Path
 
 import torch
 
-from callbacks import AccuracyEval, ConsoleProgress, HealthCheck, RunLog, format_summary, use_console_progress
-from data_utils import DatasetError, default_eval_split, filter_long_prompts, load_math_dataset
-from devices import Placement, dtype_name, is_main_process
-from model_io import ModelLoadError, load_model, load_tokenizer
-from provenance import git_commit, package_versions
-from reward import RewardError, check_reward_funcs, load_reward_funcs
+from grpo_math import rundir
+from grpo_math.config import RunConfig
+from grpo_math.data import DatasetError, default_eval_split, filter_long_prompts, load_math_dataset
+from grpo_math.devices import dtype_name, is_main_process
+from grpo_math.model_io import ModelLoadError, load_model, load_tokenizer
+from grpo_math.provenance import git_commit, package_versions
+from grpo_math.rewards import RewardError, check_reward_funcs
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
-RUN_FILES = ("run_config.json", "train_log.json", "completions.jsonl", "training_report.json",
-             "training_metrics.png", "metrics_distribution.png", "eval_curve.png", "README.md")
 
 
 class RunError(RuntimeError):
@@ -45,210 +37,161 @@ class RunError(RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The two places where CLI names become library names
+# The two places where this tool's names become library names
 
 
-def build_lora_config(args: argparse.Namespace):
+def build_lora_config(config: RunConfig):
     """PEFT LoraConfig from --lora_* flags, or None with --full_finetune."""
-    if args.full_finetune:
+    if config.full_finetune:
         return None
     from peft import LoraConfig
 
-    targets = args.lora_target_modules
+    targets = config.lora_target_modules
     return LoraConfig(
-        r=args.lora_r,
-        lora_alpha=args.lora_alpha,
-        lora_dropout=args.lora_dropout,
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
         target_modules=targets[0] if targets == ["all-linear"] else targets,
         task_type="CAUSAL_LM",
         bias="none",
     )
 
 
-def default_learning_rate(args: argparse.Namespace) -> float:
-    # LoRA's low-rank update moves the function less per unit step than full fine-tuning: ~10x the rate.
-    return args.learning_rate if args.learning_rate else (1e-6 if args.full_finetune else 1e-5)
-
-
-def build_grpo_config(args: argparse.Namespace, placement: Placement):
+def build_grpo_config(config: RunConfig):
     """TRL GRPOConfig from this tool's flags; the precision flags come from the resolved placement."""
     from trl import GRPOConfig
 
-    report_to = [r for r in args.report_to if r != "none"] or "none"
+    report_to = [r for r in config.report_to if r != "none"] or "none"
     return GRPOConfig(
-        output_dir=args.output_dir,
+        output_dir=config.output_dir,
         # optimisation
-        learning_rate=default_learning_rate(args),
-        num_train_epochs=args.num_train_epochs,
-        max_steps=args.max_steps,
-        per_device_train_batch_size=args.batch_size,
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        lr_scheduler_type=args.lr_scheduler_type,
-        warmup_steps=args.warmup_ratio,  # transformers 5: a float below 1 is a ratio of total steps
-        max_grad_norm=args.max_grad_norm,
-        **({"gradient_checkpointing": True} if args.gradient_checkpointing else {}),  # the kwarg alone warns
-        seed=args.seed,
-        data_seed=args.seed,
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.num_train_epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_ratio,  # transformers 5: a float below 1 is a ratio of total steps
+        max_grad_norm=config.max_grad_norm,
+        **({"gradient_checkpointing": True} if config.gradient_checkpointing else {}),  # the kwarg alone warns
+        seed=config.seed,
+        data_seed=config.seed,
         # GRPO
-        num_generations=args.num_generations,
-        beta=args.beta,
-        loss_type=args.loss_type,
-        scale_rewards=args.scale_rewards,
-        epsilon=args.epsilon,
-        epsilon_high=args.epsilon_high,
-        num_iterations=args.num_iterations,
-        reward_weights=args.reward_weights,
+        num_generations=config.num_generations,
+        beta=config.beta,
+        loss_type=config.loss_type,
+        scale_rewards=config.scale_rewards,
+        epsilon=config.epsilon,
+        epsilon_high=config.epsilon_high,
+        num_iterations=config.num_iterations,
+        reward_weights=config.reward_weights,
         # generation
-        max_completion_length=args.max_completion_length,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        use_vllm=args.use_vllm,
-        vllm_mode=args.vllm_mode,
+        max_completion_length=config.max_completion_length,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        use_vllm=config.use_vllm,
+        vllm_mode=config.vllm_mode,
         # logging and saving
-        logging_steps=args.logging_steps,
+        logging_steps=config.logging_steps,
         report_to=report_to,
         save_strategy="steps",
-        save_steps=args.save_steps,
-        save_total_limit=args.save_total_limit,
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
         log_completions=False,  # callbacks.py writes completions.jsonl and TensorBoard text instead
         disable_tqdm=False,
         # device and precision
-        **placement.trainer_flags,
+        **config.placement.trainer_flags,
     )
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Provenance
-
-
-def write_run_config(args: argparse.Namespace, placement: Placement, extra: dict) -> Path:
-    """run_config.json: resolved arguments, package versions, device, dtype, git commit."""
-    resolved = {k: v for k, v in vars(args).items() if k != "placement"}
-    resolved["learning_rate"] = default_learning_rate(args)
-    record = {
-        "args": resolved,
-        "device": placement.device,
-        "dtype": dtype_name(placement.dtype),
-        "versions": package_versions(),
-        "git_commit": git_commit(),
-        "command": " ".join(sys.argv),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        **extra,
-    }
-    path = Path(args.output_dir) / "run_config.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # The flow
 
 
-def _resolve_resume(args: argparse.Namespace) -> str | bool | None:
-    if args.resume_from_checkpoint != "latest":
-        return args.resume_from_checkpoint
-    from transformers.trainer_utils import get_last_checkpoint
-
-    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
-    if last is None:
-        raise RunError(f"--resume_from_checkpoint latest: no checkpoint-N directory in {args.output_dir}")
-    return last
-
-
-def prepare_model_id(args: argparse.Namespace) -> str:
-    """The model to train; with --demo and no --model_id, the tiny offline model built into the run directory."""
-    if args.model_id:
-        return args.model_id
-    if args.demo:
-        from tiny_model import save_tiny_model
-
-        return str(save_tiny_model(Path(args.output_dir) / "base_model", seed=args.seed).resolve())
-    return DEFAULT_MODEL
-
-
-def run(args: argparse.Namespace) -> Path:
-    """Train with GRPO as configured by `args` (see main.py); returns the final/ directory."""
+def run(config: RunConfig) -> Path:
+    """Train with GRPO as configured (see main.py); returns the final/ directory."""
     from transformers import set_seed
     from trl import GRPOTrainer
 
-    import rollout
+    from grpo_math import trainer as fast
+    from grpo_math.callbacks import add_callbacks
+    from grpo_math.rollout import resolve_fast_generation
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # TRL 1.16 calls a transformers 5 property that warns on every step; it is theirs to rename, not the user's
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     t0 = time.time()
-    placement: Placement = args.placement
-    out = Path(args.output_dir)
+    out = Path(config.output_dir)
     main_process = is_main_process()
-    fresh_start = args.overwrite_output_dir and not args.resume_from_checkpoint
-    if main_process and fresh_start and (out / "run_config.json").exists():
-        _clear_run_dir(out)
-    resume = _resolve_resume(args) if args.resume_from_checkpoint else None
+    if main_process and config.overwrite_output_dir and not config.resume_from_checkpoint \
+            and (out / rundir.RUN_CONFIG).exists():
+        rundir.clear_run_dir(out)
+    resume = _resolve_resume(config)
 
     # 1. seed: data order, LoRA init and sampling all follow it
-    set_seed(args.seed)
+    set_seed(config.seed)
 
     # 2. data (a bad dataset fails before any model loads), then the tokenizer to drop long prompts
-    args.model_id = prepare_model_id(args)
+    if config.build_tiny_model:
+        from grpo_math.tiny_model import save_tiny_model
+
+        save_tiny_model(config.model_id, seed=config.seed)
     try:
         train_ds = load_math_dataset(
-            args.dataset_id, args.split, max_samples=args.max_samples, prompt_template=args.prompt_template,
-            prompt_lang=args.prompt_lang, system_prompt=args.system_prompt, seed=args.seed,
+            config.dataset_id, config.split, max_samples=config.max_samples, prompt_template=config.prompt_template,
+            prompt_lang=config.prompt_lang, system_prompt=config.system_prompt, seed=config.seed,
         )
-        tokenizer = load_tokenizer(args.model_id, args.trust_remote_code)
-        train_ds, n_dropped = filter_long_prompts(train_ds, tokenizer, args.max_prompt_length)
+        tokenizer = load_tokenizer(config.model_id, config.trust_remote_code)
+        train_ds, n_dropped = filter_long_prompts(train_ds, tokenizer, config.max_prompt_length)
     except (DatasetError, ModelLoadError) as e:
         raise RunError(str(e)) from None
     logger.info("training prompts: %d (%d dropped as longer than %d tokens)", len(train_ds), n_dropped,
-                args.max_prompt_length)
-    eval_ds = load_eval_dataset(args)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    per_step = args.batch_size * args.gradient_accumulation_steps * world // args.num_generations
+                config.max_prompt_length)
+    eval_ds = load_eval_dataset(config)
+    per_step = config.generation_batch // config.num_generations
     if len(train_ds) < per_step:
         # TRL's sampler would yield no batch at all and "train" for 0 steps
         raise RunError(
-            f"--dataset_id {args.dataset_id}: {len(train_ds)} usable prompt(s) but each step needs {per_step} "
+            f"--dataset_id {config.dataset_id}: {len(train_ds)} usable prompt(s) but each step needs {per_step} "
             f"distinct prompts (generation batch / --num_generations); use more data or a smaller --batch_size"
         )
 
-    # 3. rewards: each is called once on a perfect completion before any model loads
+    # 3. rewards (loaded once, by config.resolve): each is called on a perfect completion before any model loads
     try:
-        reward_funcs = load_reward_funcs(args.reward_funcs, max_completion_length=args.max_completion_length)
-        check_reward_funcs(reward_funcs, gold=str(train_ds[0]["answer"]), prompt=train_ds[0]["prompt"],
+        check_reward_funcs(list(config.rewards), gold=str(train_ds[0]["answer"]), prompt=train_ds[0]["prompt"],
                            conversational=not isinstance(train_ds[0]["prompt"], str))
     except RewardError as e:
         raise RunError(str(e)) from None
 
     # 4. model (+ LoRA, which the trainer applies from the config)
     try:
-        model = load_model(args.model_id, placement.load_dtype(args.full_finetune), args.trust_remote_code)
+        model = load_model(config.model_id, config.placement.load_dtype(config.full_finetune),
+                           config.trust_remote_code)
     except ModelLoadError as e:
         raise RunError(str(e)) from None
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    peft_config = build_lora_config(args)
+    peft_config = build_lora_config(config)
 
     # 5. config and trainer
-    config = build_grpo_config(args, placement)
-    if placement.device == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        config._n_gpu = 1  # one process uses one GPU; Trainer would otherwise wrap the model in DataParallel
+    grpo_config = build_grpo_config(config)
+    if config.placement.device == "cuda" and config.world_size == 1:
+        fast.use_one_gpu(grpo_config)
     if main_process:
-        write_run_config(args, placement, {"train_rows": len(train_ds), "dropped_long_prompts": n_dropped})
-    fast = rollout.resolve_fast_generation(args.fast_generation, use_vllm=args.use_vllm, device=placement.device)
-    logger.info("generator: %s", "rollout.py" if fast else "TRL vLLM" if args.use_vllm else "stock TRL")
-    trainer = (rollout.FastGRPOTrainer if fast else GRPOTrainer)(
+        write_run_config(config, {"train_rows": len(train_ds), "dropped_long_prompts": n_dropped})
+    use_fast = resolve_fast_generation(config.fast_generation, use_vllm=config.use_vllm,
+                                      device=config.placement.device)
+    logger.info("generator: %s", "rollout.py" if use_fast else "TRL vLLM" if config.use_vllm else "stock TRL")
+    trainer = (fast.FastGRPOTrainer if use_fast else GRPOTrainer)(
         model=model,
-        reward_funcs=reward_funcs,
-        args=config,
+        reward_funcs=list(config.rewards),
+        args=grpo_config,
         train_dataset=train_ds,
         processing_class=tokenizer,
         peft_config=peft_config,
     )
     _log_parameters(trainer.model)
-    console = add_callbacks(trainer, args, train_ds, eval_ds, tokenizer)
+    console = add_callbacks(trainer, config, train_ds, eval_ds, tokenizer)
 
     # 6. train
     try:
@@ -257,11 +200,11 @@ def run(args: argparse.Namespace) -> Path:
         console.close()  # the bar and its log redirection, also when a step raises
 
     # 7. save: adapter (or full model) + tokenizer under final/, optionally a merged model
-    final = out / "final"
+    final = out / rundir.FINAL
     trainer.save_model(str(final))  # collective under DeepSpeed/FSDP: every process calls it, rank 0 writes
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(final))
-        if args.merge:
+        if config.merge:
             merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
             merged.save_pretrained(str(final / "merged"))
             tokenizer.save_pretrained(str(final / "merged"))
@@ -270,80 +213,75 @@ def run(args: argparse.Namespace) -> Path:
     # 8. plots, training_report.json and the summary; a plotting failure never fails a finished run
     if trainer.is_world_process_zero():
         print_summary(out, console.health, wall_time_s=time.time() - t0,
-                      tensorboard="tensorboard" in args.report_to)
+                      tensorboard="tensorboard" in config.report_to)
     return final
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Seeing the run: eval data, callbacks, summary (callbacks.py and visualize.py do the work)
+# The steps' helpers
 
 
-def load_eval_dataset(args: argparse.Namespace):
+def _resolve_resume(config: RunConfig) -> str | None:
+    if config.resume_from_checkpoint != "latest":
+        return config.resume_from_checkpoint
+    checkpoints = rundir.checkpoint_dirs(config.output_dir)
+    if not checkpoints:
+        raise RunError(f"--resume_from_checkpoint latest: no checkpoint-N directory in {config.output_dir}")
+    return str(checkpoints[-1][1])
+
+
+def load_eval_dataset(config: RunConfig):
     """The first --eval_samples problems of --eval_split (default: the dataset's test split), or None."""
-    if not (args.eval_every or args.eval_before_train):
+    if not (config.eval_every or config.eval_before_train):
         return None
-    split = args.eval_split or default_eval_split(args.dataset_id)
+    split = config.eval_split or default_eval_split(config.dataset_id)
     try:
         ds = load_math_dataset(
-            args.dataset_id, split, max_samples=args.eval_samples, prompt_template=args.prompt_template,
-            prompt_lang=args.prompt_lang, system_prompt=args.system_prompt, seed=args.seed,
+            config.dataset_id, split, max_samples=config.eval_samples, prompt_template=config.prompt_template,
+            prompt_lang=config.prompt_lang, system_prompt=config.system_prompt, seed=config.seed,
         )
     except DatasetError as e:
         raise RunError(f"--eval_split {split}: {e}") from None
-    if "[" not in split and split == args.split.split("[")[0]:  # the whole training split (slices: user's call)
+    if "[" not in split and split == config.split.split("[")[0]:  # the whole training split (slices: user's call)
         logger.warning("accuracy eval uses split %r, the training split: it measures fit, not generalisation "
                        "(pass --eval_split)", split)
-    when = f"every {args.eval_every} steps" if args.eval_every else "before training"
+    when = f"every {config.eval_every} steps" if config.eval_every else "before training"
     logger.info("accuracy eval: %d problems of %s [%s], greedy, %s and on the final model", len(ds),
-                args.dataset_id, split, when)
+                config.dataset_id, split, when)
     return ds
 
 
-def add_callbacks(trainer, args: argparse.Namespace, train_ds, eval_ds, tokenizer) -> ConsoleProgress:
-    """train_log.json + completions.jsonl, accuracy eval, and the console bar in place of transformers' dict dump.
-
-    Order matters: RunLog times a step before AccuracyEval's eval runs, and both act before the console reads logs.
-    """
-    run_log = RunLog(args.output_dir, train_ds, log_completions_steps=args.log_completions_steps)
-    run_log.trainer = trainer
-    trainer.add_callback(run_log)
-    if eval_ds is not None:
-        from eval import evaluate  # the same scoring code as eval.py
-
-        accuracy = AccuracyEval(evaluate, eval_ds, tokenizer, every=args.eval_every,
-                                before_train=args.eval_before_train, max_completion_length=args.max_completion_length,
-                                reward_funcs=args.reward_funcs, reward_weights=args.reward_weights)
-        accuracy.trainer = trainer
-        trainer.add_callback(accuracy)
-    console = ConsoleProgress(HealthCheck(max_completion_length=args.max_completion_length))
-    use_console_progress(trainer, console)
-    return console
+def write_run_config(config: RunConfig, extra: dict) -> Path:
+    """run_config.json: resolved arguments, package versions, device, dtype, git commit."""
+    record = {
+        "args": config.to_record(),
+        "device": config.placement.device,
+        "dtype": dtype_name(config.placement.dtype),
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "command": " ".join(sys.argv),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **extra,
+    }
+    path = Path(config.output_dir) / rundir.RUN_CONFIG
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rundir.write_atomic(path, json.dumps(record, indent=2, default=str) + "\n")
+    return path
 
 
-def print_summary(out: Path, health: HealthCheck, *, wall_time_s: float, tensorboard: bool) -> None:
-    """Plots and training_report.json (visualize.py), then the summary; plotting errors become a warning."""
-    import visualize
+def print_summary(out: Path, health, *, wall_time_s: float, tensorboard: bool) -> None:
+    """Plots and training_report.json, then the summary; plotting errors become a warning."""
+    from grpo_math import plots
+    from grpo_math.report import format_summary
 
     try:
-        report = visualize.visualize(out)
+        report = plots.visualize(out)
     except Exception as e:  # noqa: BLE001 - a finished run is worth more than its plots
         logger.warning("could not draw the plots (%s: %s); rerun `python visualize.py %s`", type(e).__name__, e, out)
-        written = out / visualize.REPORT  # written before the plots, unless the log itself was unreadable
+        written = out / rundir.REPORT  # written before the plots, unless the log itself was unreadable
         report = json.loads(written.read_text()) if written.is_file() else {"run_dir": str(out)}
     print(format_summary(report, wall_time_s=wall_time_s, warnings=health.warnings, tensorboard=tensorboard),
           flush=True)
-
-
-def _clear_run_dir(out: Path) -> None:
-    """Remove the outputs of an earlier run in `out`: only names this tool writes, never a user's own files."""
-    import shutil
-
-    for child in out.iterdir():
-        if child.is_dir() and (child.name.startswith("checkpoint-") or child.name in ("final", "runs")):
-            shutil.rmtree(child)
-        elif child.is_file() and child.name in RUN_FILES:
-            child.unlink()
-        # base_model/ stays: the demo's tiny base is rebuilt identically
 
 
 def _log_parameters(model: torch.nn.Module) -> None:

@@ -5,9 +5,9 @@
     python bench/throughput.py --device cpu       # tiny_model.py's Qwen2 model, ~1 minute on two cores
 
 Each arm builds the same random-weight model (same seed), trains `--warmup` steps, then `--steps` measured steps,
-and prints one JSON line: median step time, median generation time (the `_generate_single_turn` call, which
-in the project arm includes the weight sync), completion tokens per second of generation, samples per second,
-generation time per decode step, and peak CUDA memory. The last line is `speedup N.NNx (project vs stock TRL)`,
+and prints one JSON line: median step time, median generation time (the trainer's generation call, weight sync
+included in the project arm: `trainer.timed_generation`), completion tokens per second of generation, samples
+per second, generation time per decode step, and peak CUDA memory. The last line is `speedup N.NNx (project vs stock TRL)`,
 the ratio of median step times. With `--eval_problems N` it also times greedy generation of N GSM8K test
 problems at `--eval_tokens` through `rollout.generate` (the eval path), compile warm-up included.
 
@@ -38,10 +38,9 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # flat modules: rollout.py lives in the project root
+from grpo_math import rollout
 
-import rollout  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +119,7 @@ def gsm8k_prompts(path: Path, n: int) -> list[list[dict]]:
 
 def load_tokenizer(args: argparse.Namespace):
     if args.shape in ("tiny", "small"):
-        import tiny_model
+        from grpo_math import tiny_model
 
         return tiny_model.build_tokenizer()
     from transformers import AutoTokenizer
@@ -133,7 +132,7 @@ def load_tokenizer(args: argparse.Namespace):
 def build_model(args: argparse.Namespace, tokenizer, dtype: torch.dtype):
     """A random-weight Qwen2 model of the chosen shape on the bench device (seeded: identical in every arm)."""
     if args.shape == "tiny":
-        import tiny_model
+        from grpo_math import tiny_model
 
         return tiny_model.build_model(tokenizer, seed=0).to(args.device, dtype)
     from transformers import AutoConfig, AutoModelForCausalLM, Qwen2Config
@@ -158,29 +157,15 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def timed(cls: type) -> type:
-    """`cls` with its generation call timed (the whole `_generate_single_turn`, weight sync included)."""
-
-    class Timed(cls):
-        def _generate_single_turn(self, prompt_ids, *a, **k):
-            sync()
-            t0 = time.perf_counter()
-            completion_ids, logprobs = super()._generate_single_turn(prompt_ids, *a, **k)
-            sync()
-            self.bench_gen.append((time.perf_counter() - t0, sum(len(c) for c in completion_ids)))
-            return completion_ids, logprobs
-
-    Timed.__name__ = cls.__name__
-    return Timed
-
-
 def run_arm(name: str, args: argparse.Namespace, tokenizer, dataset, dtype: torch.dtype) -> dict:
     from peft import LoraConfig
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    from grpo_math import trainer as project
+
     fast, extra, use_lora = ARMS[name]
-    cls = timed(rollout.FastGRPOTrainer if fast else GRPOTrainer)
+    cls = project.timed_generation(project.FastGRPOTrainer if fast else GRPOTrainer, sync)
     cuda = args.device == "cuda"
     ends: list[float] = []
 
@@ -200,14 +185,13 @@ def run_arm(name: str, args: argparse.Namespace, tokenizer, dataset, dtype: torc
             generation_kwargs={"min_new_tokens": args.max_completion_length}, **extra,
         )
         if cuda:
-            config._n_gpu = 1  # one process, one GPU (no DataParallel), as train.py does
+            project.use_one_gpu(config)  # one process, one GPU (no DataParallel), as train.py does
         peft_config = LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, target_modules="all-linear",
                                  task_type="CAUSAL_LM") if use_lora else None
         model = build_model(args, tokenizer, dtype)
         trainer = cls(model=model, reward_funcs=zero_reward, args=config,
                       train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config,
                       callbacks=[StepClock()])
-        trainer.bench_gen = []
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
@@ -217,7 +201,7 @@ def run_arm(name: str, args: argparse.Namespace, tokenizer, dataset, dtype: torc
         if fast and trainer.inference_copy is None:
             raise RuntimeError(f"arm {name}: FastGRPOTrainer fell back to stock generation (see the log)")
     steps = [b - a for a, b in zip(ends[args.warmup - 1:], ends[args.warmup:])]  # [steps]
-    gens = trainer.bench_gen[args.warmup:]
+    gens = trainer.generation_times[args.warmup:]
     step_s = statistics.median(steps)
     gen_s = statistics.median(g for g, _ in gens)
     tokens = statistics.median(n for _, n in gens)

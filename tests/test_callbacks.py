@@ -16,8 +16,11 @@ import pytest
 import torch
 from transformers import TrainerControl, TrainerState
 
-import callbacks
-from callbacks import AccuracyEval, HealthCheck, RunLog, format_summary
+from grpo_math import callbacks, rundir
+from grpo_math import tensorboard as tb_text
+from grpo_math.callbacks import AccuracyEval, RunLog
+from grpo_math.health import HealthCheck
+from grpo_math.report import format_summary
 
 # What a TRL 1.16 training log holds at one step (beta 0, two rewards), as GRPOTrainer.log passes it on.
 TRL_LOGS = {
@@ -53,9 +56,9 @@ def fake_trainer(**extra) -> SimpleNamespace:
 
 
 def test_as_number_keeps_json_valid():
-    assert callbacks.as_number(float("nan")) is None and callbacks.as_number(float("inf")) is None
-    assert callbacks.as_number(torch.tensor(2.5)) == 2.5 and callbacks.as_number(3) == 3
-    assert callbacks.as_number(True) == 1 and callbacks.as_number("text") is None
+    assert rundir.as_number(float("nan")) is None and rundir.as_number(float("inf")) is None
+    assert rundir.as_number(torch.tensor(2.5)) == 2.5 and rundir.as_number(3) == 3
+    assert rundir.as_number(True) == 1 and rundir.as_number("text") is None
 
 
 def test_records_merge_per_step_skip_closing_totals_and_hold_no_nan(tmp_path):
@@ -164,7 +167,7 @@ def test_completions_every_n_steps_even_when_logging_skips_the_multiple():
 def test_completions_markdown_escapes_table_breakers():
     rows = [{"step": 1, "prompt": [{"role": "user", "content": "a | b\nc"}], "completion": "<think>x|y</think>",
              "answer": "3", "rewards": {"format": 1.0}, "reward": 1.0, "advantage": None}] * 10
-    text = callbacks.completions_markdown(rows, limit=2)
+    text = tb_text.completions_markdown(rows, limit=2)
     assert "a \\| b<br>c" in text and "2 of 10 completions shown" in text
     assert "&lt;think&gt;x\\|y&lt;/think&gt;" in text  # model output shown as written, never as HTML
     assert text.count("\n| 3 |") == 2
@@ -294,7 +297,7 @@ def test_summary_has_the_numbers_the_paths_and_the_tensorboard_command(tmp_path)
 
 def test_a_plotting_failure_still_prints_the_summary(tmp_path, monkeypatch, capsys, caplog):
     import train
-    import visualize
+    from grpo_math import plots
 
     records = [{"step": 0, "eval_accuracy": 0.0}, {"step": 1, **TRL_LOGS, "eval_accuracy": 0.5}]
     (tmp_path / "train_log.json").write_text(json.dumps(records))
@@ -302,7 +305,7 @@ def test_a_plotting_failure_still_prints_the_summary(tmp_path, monkeypatch, caps
     def broken(*a, **k):
         raise RuntimeError("no fonts")
 
-    monkeypatch.setattr(visualize, "plot_training_metrics", broken)
+    monkeypatch.setattr(plots, "plot_training_metrics", broken)
     train.print_summary(tmp_path, HealthCheck(), wall_time_s=3.0, tensorboard=False)
     printed = capsys.readouterr().out
     assert "could not draw the plots (RuntimeError: no fonts)" in caplog.text

@@ -14,6 +14,7 @@ import datasets
 import pytest
 
 import data_utils as du
+from grpo_math import hub
 from data_utils import DatasetError, load_math_dataset
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -124,7 +125,7 @@ def test_max_samples_takes_first_usable_rows(tmp_path):
 def test_bad_rows_dropped_and_all_bad_is_an_error(tmp_path, caplog):
     rows = [{"question": "ok", "answer": "1"}, {"question": " ", "answer": "2"}, {"question": "q", "answer": ""},
             {"question": "q", "solution": "no marked answer"}]  # no answer and an unmarked solution: no gold
-    with caplog.at_level("INFO", logger="data_utils"):
+    with caplog.at_level("INFO", logger="grpo_math.data"):
         assert load_math_dataset(str(write(tmp_path / "d.jsonl", rows)))["answer"] == ["1"]
     assert "dropped 1 rows with an empty question and 2 with no parseable gold" in caplog.text
     with pytest.raises(DatasetError, match=r"empty\.jsonl.*no usable rows"):
@@ -173,7 +174,7 @@ def test_hub_path_uses_gsm8k_config_and_translates_errors(monkeypatch):
             raise FileNotFoundError("Dataset 'typo/name' doesn't exist on the Hub")
         return datasets.Dataset.from_list([dict(r, messages="x") for r in ROWS])
 
-    monkeypatch.setattr(du, "hub_reachable", lambda: True)
+    monkeypatch.setattr(hub, "hub_reachable", lambda: True)
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
     ds = load_math_dataset("openai/gsm8k", "test")
     assert calls[-1] == ("openai/gsm8k", "main", "test") and ds["answer"] == ["5", "1080", "7"]
@@ -194,15 +195,15 @@ def test_hub_probe_goes_through_a_proxy_and_unreachable_hub_is_one_clear_line(mo
         server.listen()
         port = server.getsockname()[1]
         monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
-        du.hub_reachable.cache_clear()  # one probe per process in real use; each case here probes anew
-        assert du.hub_reachable()
+        hub.hub_reachable.cache_clear()  # one probe per process in real use; each case here probes anew
+        assert hub.hub_reachable()
     monkeypatch.setenv("HTTPS_PROXY", f"127.0.0.1:{port}")  # now closed; a scheme-less proxy is still parsed
-    du.hub_reachable.cache_clear()
-    assert not du.hub_reachable()
+    hub.hub_reachable.cache_clear()
+    assert not hub.hub_reachable()
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
     with pytest.raises(DatasetError, match=r"cannot reach the Hugging Face Hub to load 'openai/gsm8k'.*--demo"):
         load_math_dataset("openai/gsm8k")
-    du.hub_reachable.cache_clear()  # leave no probe result from a fake proxy behind
+    hub.hub_reachable.cache_clear()  # leave no probe result from a fake proxy behind
 
 
 # ------------------------------------------------------------------------------------------ arithmetic generator

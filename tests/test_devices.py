@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-import devices
-from devices import DeviceError, Placement, resolve_device, resolve_dtype, resolve_placement
+from grpo_math import devices
+from grpo_math.devices import DeviceError, Placement, resolve_device, resolve_dtype, resolve_placement
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ from types import SimpleNamespace
 import pytest
 
 import eval as ev
+from grpo_math import results as eval_results
+from grpo_math import scoring
 from data_utils import build_prompt, load_math_dataset
 from reward import load_reward_funcs
 
@@ -53,13 +55,13 @@ METRIC_KEYS = {"accuracy", "accuracy_lenient", "format_rate", "mean_completion_t
     (4, 1, 4, 1.0),            # k = n with one right: always passes (n - c < k)
 ])
 def test_pass_at_k_is_the_unbiased_estimator(n, c, k, expected):
-    assert math.isclose(ev.pass_at_k(n, c, k), expected)
+    assert math.isclose(scoring.pass_at_k(n, c, k), expected)
 
 
 @pytest.mark.parametrize("n, c, k", [(4, 5, 1), (4, 1, 5), (4, 1, 0)])
 def test_pass_at_k_rejects_impossible_counts(n, c, k):
     with pytest.raises(ValueError):
-        ev.pass_at_k(n, c, k)
+        scoring.pass_at_k(n, c, k)
 
 
 @pytest.mark.parametrize("predictions, winner", [
@@ -72,7 +74,7 @@ def test_pass_at_k_rejects_impossible_counts(n, c, k):
     ([None, ""], None),                 # nothing to vote for
 ])
 def test_majority_vote_groups_equivalent_answers(predictions, winner):
-    assert ev.majority_vote(predictions) == winner
+    assert scoring.majority_vote(predictions) == winner
 
 
 def _rec(index, sample, correct, prediction, tokens=10, truncated=False):
@@ -90,7 +92,7 @@ def test_metrics_with_four_samples_by_hand():
         # problem 2: nothing right, no answers at all
         *[_rec(2, s, False, None, tokens=30, truncated=True) for s in range(4)],
     ]
-    m = ev.compute_metrics(list(reversed(records)), num_samples=4)  # order must not matter
+    m = scoring.compute_metrics(list(reversed(records)), num_samples=4)  # order must not matter
     assert m["n"] == 3 and m["num_completions"] == 12
     assert math.isclose(m["accuracy"], 3 / 12)
     assert math.isclose(m["pass@1"], (1 / 4 + 2 / 4 + 0) / 3)  # = accuracy when every problem has K samples
@@ -102,7 +104,7 @@ def test_metrics_with_four_samples_by_hand():
 
 
 def test_single_sample_metrics_have_no_pass_or_maj():
-    m = ev.compute_metrics([_rec(0, 0, True, "1"), _rec(1, 0, False, "2")], num_samples=1)
+    m = scoring.compute_metrics([_rec(0, 0, True, "1"), _rec(1, 0, False, "2")], num_samples=1)
     assert m["accuracy"] == 0.5 and m["format_rate"] == 0.5 and not any("@" in k for k in m)
 
 
@@ -151,7 +153,7 @@ def test_eval_and_training_score_the_same_completion_identically(names, weights)
     rows = [{"prompt": p, "answer": g, "solution": f"#### {g}", "question": "q"} for p, _, g in AGREEMENT_CASES]
     texts = [t for _, t, _ in AGREEMENT_CASES]
     ids = [[1] * (5 + 4 * i) for i in range(len(texts))]  # lengths the overlong reward reads
-    scored = ev.score_completions(rows, texts, ids, funcs, weights)
+    scored = scoring.score_completions(rows, texts, ids, funcs, weights)
     per_func, total = _trl_rewards(funcs, weights, rows, texts, ids)
     for i, (s, row) in enumerate(zip(scored, rows)):
         for j, f in enumerate(funcs):
@@ -172,7 +174,7 @@ def test_prompts_are_tokenized_as_for_training(tiny_model_dir):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    chat_ids, r1_ids = ev.encode_prompts(tok, [CHAT, R1])
+    chat_ids, r1_ids = scoring.encode_prompts(tok, [CHAT, R1])
     assert tok.decode(chat_ids).endswith("<|im_start|>assistant\n")  # the generation prompt is there
     assert r1_ids == tok(R1, add_special_tokens=False)["input_ids"]   # plain text: as is
 
@@ -183,7 +185,7 @@ def test_prompts_are_tokenized_as_for_training(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
-    from model_io import load_for_inference
+    from grpo_math.model_io import load_for_inference
 
     model, tok, _ = load_for_inference(str(tiny_model_dir), __import__("torch").float32, "cpu")
     return model, tok
@@ -196,12 +198,12 @@ def six_problems():
 
 @pytest.mark.slow
 def test_an_interrupted_eval_resumes_where_it_stopped(tiny, six_problems, tmp_path, monkeypatch):
-    import rollout
+    from grpo_math import rollout
 
     model, tok = tiny
     # sampled, so that the test also shows a resume draws the samples an uninterrupted run draws
     kwargs = dict(max_completion_length=6, batch_size=4, temperature=1.0, num_samples=2, seed=7)
-    _, reference = ev.evaluate(model, tok, six_problems, **kwargs)  # uninterrupted, no file
+    _, reference = scoring.evaluate(model, tok, six_problems, **kwargs)  # uninterrupted, no file
 
     real, calls = rollout.generate, []
 
@@ -214,14 +216,14 @@ def test_an_interrupted_eval_resumes_where_it_stopped(tiny, six_problems, tmp_pa
     monkeypatch.setattr(rollout, "generate", failing_third_batch)
     partial = tmp_path / "out.json.partial.jsonl"
     with pytest.raises(RuntimeError, match="simulated crash"):
-        ev.evaluate(model, tok, six_problems, records_file=partial, **kwargs)
+        scoring.evaluate(model, tok, six_problems, records_file=partial, **kwargs)
     saved = [json.loads(line) for line in partial.read_text().splitlines()]
     assert len(saved) == 8 and all({"index", "sample"} <= set(r) for r in saved)
     with open(partial, "a") as f:
         f.write('{"index": 5, "sam')  # killed in the middle of a write
 
     calls.clear()
-    metrics, records = ev.evaluate(model, tok, six_problems, records_file=partial, **kwargs)
+    metrics, records = scoring.evaluate(model, tok, six_problems, records_file=partial, **kwargs)
     assert calls == [4]  # only the last batch was generated again
     assert metrics["num_resumed"] == 8 and metrics["num_generated"] == 4 and metrics["n"] == 6
     strip = [{k: r[k] for k in ("index", "sample", "completion", "reward", "correct")} for r in records]
@@ -239,7 +241,7 @@ def test_evaluate_on_a_peft_model_in_training_mode_restores_it(tiny_model_dir, s
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32),
                            LoraConfig(r=4, target_modules="all-linear", lora_dropout=0.5))
     model.train()
-    metrics, records = ev.evaluate(model, tok, six_problems.select(range(2)), max_completion_length=4,
+    metrics, records = scoring.evaluate(model, tok, six_problems.select(range(2)), max_completion_length=4,
                                    temperature=1.0, num_samples=2, seed=3)
     assert model.training and all(m.training for m in model.modules())
     assert all(p.grad is None for p in model.parameters())
@@ -335,9 +337,9 @@ def test_a_partial_file_from_other_settings_is_moved_aside(tmp_path):
     partial = tmp_path / "r.json.partial.jsonl"
     old = {"model_dir": "m", "temperature": 0.0}
     partial.write_text(json.dumps({"config": old}) + "\n" + json.dumps({"index": 0, "sample": 0}) + "\n")
-    ev._open_partial(partial, dict(old))  # same settings: kept as it is
+    eval_results.open_partial(partial, dict(old))  # same settings: kept as it is
     assert partial.read_text().count("\n") == 2
-    ev._open_partial(partial, {**old, "temperature": 0.7, "batch_size": 4})
+    eval_results.open_partial(partial, {**old, "temperature": 0.7, "batch_size": 4})
     assert json.loads(partial.read_text())["config"]["temperature"] == 0.7  # a fresh header, no records
     assert (tmp_path / "r.json.partial.jsonl.stale").read_text().count("\n") == 2
 

@@ -156,3 +156,72 @@ def test_cli_exit_code_2_and_one_line_without_traceback(tmp_path):
         "main.py: error: --num_generations 3 must divide the generation batch 8 (--batch_size 8 x "
         "--gradient_accumulation_steps 1); try --num_generations 4"
     ]
+
+
+# ----------------------------------------------------------------------------------- one validation path (config.py)
+
+
+@pytest.mark.parametrize("content, message", [
+    # YAML values skip argparse's converters; config.check_values holds them to the flag's type and range
+    ("batch_size: -4\n", "--batch_size -4 (from --config"),
+    ("learning_rate: -1.0e-5\n", "--learning_rate -1e-05 (from --config"),
+    ("max_completion_length: 0\n", "--max_completion_length 0 (from --config"),
+    ("num_generations: 2.5\n", "2.5 is not an integer"),       # a float is not an integer
+    ("lora_r: true\n", "True is not an integer"),              # a bool is not a number
+    ("beta: .nan\n", "nan is not a finite number"),            # YAML's NaN
+    ("reward_weights: [1.0, .inf]\n", "inf is not a finite number"),
+    ("seed: -1\n", "--seed -1 (from --config"),
+    ("report_to: [3]\n", "3 is not a string"),
+])
+def test_yaml_values_pass_the_same_checks_as_flags(tmp_path, content, message):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("reward_funcs: [format, accuracy]\n" + content if "reward_weights" in content else content)
+    with pytest.raises(UsageError) as e:
+        args_for("--config", str(cfg), "--device", "cpu", tmp_path=tmp_path)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_yaml_string_for_a_list_flag_is_one_item(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("reward_funcs: accuracy\nlora_target_modules: q_proj\n")  # not 8 rewards named a, c, c, ...
+    a = args_for("--config", str(cfg), "--device", "cpu", tmp_path=tmp_path)
+    assert a.reward_funcs == ["accuracy"] and a.lora_target_modules == ["q_proj"] and len(a.rewards) == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--beta", "nan"], "--beta nan: nan is not a finite number"),
+    (["--reward_weights", "1", "nan"], "nan is not a finite number"),
+    (["--reward_weights", "0", "0"], "every weight is 0"),
+    (["--seed", "-1"], "--seed -1 must be in 0..4294967295"),
+    (["--warmup_ratio", "inf"], "--warmup_ratio inf: inf is not a finite number"),
+])
+def test_non_finite_and_out_of_range_flags_are_one_line_errors(tmp_path, argv, message):
+    with pytest.raises(UsageError) as e:
+        args_for("--device", "cpu", *argv, tmp_path=tmp_path)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("argv", [["--learning_rate", "inf"], ["--temperature", "inf"],
+                                  ["--num_train_epochs", "inf"], ["--lora_alpha", "nan"]])
+def test_argparse_rejects_non_finite_positive_numbers(tmp_path, argv):
+    with pytest.raises(SystemExit) as e:
+        args_for(*argv, tmp_path=tmp_path)
+    assert e.value.code == 2
+
+
+def test_the_resolved_config_is_frozen_and_holds_the_loaded_rewards(tmp_path):
+    import dataclasses
+
+    a = args_for("--device", "cpu", "--reward_funcs", "format", "overlong", "--max_completion_length", "64",
+                 tmp_path=tmp_path)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.learning_rate = 1.0
+    assert [f.__name__ for f in a.rewards] == ["format", "overlong"]
+    assert a.rewards[1]([""], completion_ids=[[0] * 64]) == [-1.0]  # built for this run's 64, not the default
+    assert a.learning_rate == 1e-5 and a.model_id == main.config.DEFAULT_MODEL  # resolved defaults
+    assert main.RunConfig.from_record(a.to_record()).to_record() == a.to_record()  # run_config.json round trip
+
+
+def test_the_parser_takes_every_default_from_config():
+    parsed = main.build_parser().parse_args([])
+    assert {k: getattr(parsed, k) for k in main.config.DEFAULTS} == main.config.DEFAULTS

@@ -8,9 +8,9 @@ import time
 import pytest
 import torch
 
-import data_utils
-import model_io
-from model_io import ModelLoadError, load_for_inference, load_tokenizer, resolve_base_model
+from grpo_math import hub
+from grpo_math import model_io
+from grpo_math.model_io import ModelLoadError, load_for_inference, load_tokenizer, resolve_base_model
 
 
 def test_tiny_model_loads_with_left_padding_and_a_pad_token(tiny_model_dir):
@@ -21,7 +21,7 @@ def test_tiny_model_loads_with_left_padding_and_a_pad_token(tiny_model_dir):
 
 
 def test_unreachable_hub_fails_fast_with_a_hint(monkeypatch):
-    monkeypatch.setattr(data_utils, "hub_reachable", lambda: False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda: False)
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
     start = time.time()
     with pytest.raises(ModelLoadError, match=r"could not load 'no-org/no-model'.*--demo"):

@@ -15,10 +15,11 @@ import copy
 import pytest
 import torch
 
-import rollout
-from rollout import InferenceCopy, cut_after_eos, generate, resolve_fast_generation
+from grpo_math import rollout
+from grpo_math import trainer as fast_trainer
+from grpo_math.rollout import InferenceCopy, cut_after_eos, generate, resolve_fast_generation
 from toy_rewards import digit_share
-from tiny_model import build_model, build_tokenizer
+from grpo_math.tiny_model import build_model, build_tokenizer
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -283,7 +284,7 @@ def make_trainer(tok, cls, tmp_path, *, steps: int = 2, lr: float = 5e-4, full: 
 def test_greedy_completions_match_stock_trl(tok, tmp_path):
     greedy = {"generation_kwargs": {"do_sample": False}}
     stock = make_trainer(tok, __import__("trl").GRPOTrainer, tmp_path, **greedy)
-    fast = make_trainer(tok, rollout.FastGRPOTrainer, tmp_path, **greedy)
+    fast = make_trainer(tok, fast_trainer.FastGRPOTrainer, tmp_path, **greedy)
     p = prompts(tok)
     want, _ = stock._generate_single_turn(p, None, {}, 4)
     got, logprobs = fast._generate_single_turn(p, None, {}, 4)
@@ -294,7 +295,7 @@ def test_greedy_completions_match_stock_trl(tok, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("full", [False, True], ids=["lora", "full_finetune"])
 def test_trainer_resyncs_after_each_optimizer_step(tok, tmp_path, full):
-    trainer = make_trainer(tok, rollout.FastGRPOTrainer, tmp_path, steps=2, lr=1e-2, full=full)
+    trainer = make_trainer(tok, fast_trainer.FastGRPOTrainer, tmp_path, steps=2, lr=1e-2, full=full)
     trainer.train()
     ic = trainer.inference_copy
     assert ic.syncs == 2 and trainer._copy_synced_step == 1  # built at step 0, synced at step 1
@@ -313,7 +314,7 @@ def test_grpo_learns_a_toy_reward_through_the_fast_path(tok, tmp_path):
     at 1e-2 and below the digit share does not move in 30 steps, with stock TRL as with this path (measured;
     both give the same rewards step for step in fp32). At 3e-2 it goes from ~0.005 to ~0.85.
     """
-    trainer = make_trainer(tok, rollout.FastGRPOTrainer, tmp_path, steps=30, lr=3e-2)
+    trainer = make_trainer(tok, fast_trainer.FastGRPOTrainer, tmp_path, steps=30, lr=3e-2)
     trainer.train()
     assert trainer.inference_copy is not None and trainer.inference_copy.syncs == 30
     rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]

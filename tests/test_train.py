@@ -53,7 +53,7 @@ def test_lora_two_steps_changes_only_the_adapter(tmp_path):
 
     # the frozen base is untouched: the adapter holds only LoRA tensors, and the base file is unchanged
     assert all("lora_" in k for k in final)
-    from tiny_model import build_model, build_tokenizer
+    from grpo_math.tiny_model import build_model, build_tokenizer
 
     reference = build_model(build_tokenizer(), seed=42).state_dict()
     base = load_file(run / "base_model" / "model.safetensors")
@@ -99,11 +99,37 @@ def test_grpo_learns_a_toy_reward(tmp_path):
 
 
 def test_overwriting_a_run_removes_only_what_the_tool_wrote(tmp_path):
-    import train
+    from grpo_math import rundir
 
     for d in ("checkpoint-4", "final", "runs", "base_model", "my_notes"):
         (tmp_path / d).mkdir()
     for f in ("run_config.json", "train_log.json", "eval_curve.png", "my_results.json"):
         (tmp_path / f).write_text("{}")
-    train._clear_run_dir(tmp_path)
+    rundir.clear_run_dir(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["base_model", "my_notes", "my_results.json"]
+
+
+def test_a_user_reward_file_is_imported_once_per_run(tmp_path):
+    """config.resolve loads the rewards once; training, the reward check and the in-run eval reuse them."""
+    counter = tmp_path / "imports.txt"
+    reward_file = tmp_path / "counted_reward.py"
+    reward_file.write_text(
+        "from pathlib import Path\n"
+        f"with open({str(counter)!r}, 'a') as f:\n"
+        "    f.write('imported\\n')\n\n"
+        "def length_share(completions, **kwargs):\n"
+        "    texts = [c[0]['content'] if isinstance(c, list) else c for c in completions]\n"
+        "    return [min(len(t), 32) / 32 for t in texts]\n"
+    )
+    train(tmp_path, "--max_steps", "2", "--save_steps", "2", "--reward_funcs", f"{reward_file}:length_share",
+          "accuracy", "--eval_every", "1", "--eval_before_train", "--eval_samples", "4")
+    assert counter.read_text().splitlines() == ["imported"]
+
+
+def test_an_untested_trl_version_stops_with_one_line():
+    from grpo_math.trainer import TRLVersionError, check_trl_version
+
+    assert check_trl_version("1.16.0") == "1.16.0"
+    with pytest.raises(TRLVersionError) as e:
+        check_trl_version("1.17.2")
+    assert "trl 1.17.2" in str(e.value) and "trl==1.16.0" in str(e.value) and "\n" not in str(e.value)

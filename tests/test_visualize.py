@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import visualize
+from grpo_math import plots
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,8 +106,8 @@ def test_one_run_writes_three_plots_and_the_report_into_the_run(tmp_path):
 
 def test_no_eval_draws_a_note_instead_of_an_empty_axis(tmp_path, monkeypatch):
     notes = []
-    real = visualize._note
-    monkeypatch.setattr(visualize, "_note", lambda ax, text: (notes.append(text), real(ax, text)))
+    real = plots._note
+    monkeypatch.setattr(plots, "_note", lambda ax, text: (notes.append(text), real(ax, text)))
     visualize.visualize(make_run(tmp_path / "a", eval_every=None))
     assert any("No accuracy eval" in n and "--eval_every" in n for n in notes)
     assert (tmp_path / "a" / "eval_curve.png").stat().st_size > 5_000

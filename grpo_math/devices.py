@@ -41,9 +41,14 @@ def _mps_available() -> bool:
     return bool(mps is not None and mps.is_available())
 
 
+def world_size() -> int:
+    """Processes in this launch: `WORLD_SIZE`, set by `accelerate launch` and `torchrun`; 1 for a plain run."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def is_distributed() -> bool:
     """True under `accelerate launch` / `torchrun` with more than one process."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return world_size() > 1
 
 
 def is_main_process() -> bool:

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import torch
 
+from grpo_math.hub import is_local_path
+from grpo_math.rundir import BASE_MODEL, find_run_config
+
 logger = logging.getLogger(__name__)
 
 
@@ -38,7 +41,7 @@ def _offline_kwargs(model_id: str) -> dict:
     """
     from huggingface_hub import constants
 
-    from data_utils import hub_reachable
+    from grpo_math.hub import hub_reachable
 
     if Path(model_id).expanduser().exists() or constants.HF_HUB_OFFLINE or hub_reachable():
         return {}
@@ -85,18 +88,6 @@ def is_adapter_dir(path: str | Path) -> bool:
     return (Path(path) / "adapter_config.json").is_file()
 
 
-def find_run_config(model_dir: str | Path) -> dict | None:
-    """The run_config.json of the run a `final/` or `checkpoint-N/` directory belongs to, if any."""
-    d = Path(model_dir).resolve()
-    for cand in (d / "run_config.json", d.parent / "run_config.json"):
-        if cand.is_file():
-            try:
-                return json.loads(cand.read_text())
-            except json.JSONDecodeError:
-                logger.warning("ignoring unreadable %s", cand)
-    return None
-
-
 def resolve_base_model(adapter_dir: str | Path, base_model: str | None = None) -> str:
     """The base model of a LoRA adapter directory (see the module docstring for the order)."""
     if base_model:
@@ -111,12 +102,11 @@ def resolve_base_model(adapter_dir: str | Path, base_model: str | None = None) -
     if run_cfg:
         candidates.append(run_cfg.get("args", {}).get("model_id"))
     for run_dir in (adapter_dir, adapter_dir.parent):
-        candidates.append(str(run_dir / "base_model") if (run_dir / "base_model" / "config.json").is_file() else None)
+        candidates.append(str(run_dir / BASE_MODEL) if (run_dir / BASE_MODEL / "config.json").is_file() else None)
     for cand in candidates:
         if not cand:
             continue
-        looks_local = cand.startswith((".", "/", "~")) or cand.count("/") > 1
-        if not looks_local or Path(cand).expanduser().exists():
+        if not is_local_path(cand) or Path(cand).expanduser().exists():
             return cand
     raise ModelLoadError(
         f"{adapter_dir}: cannot find the adapter's base model (tried {', '.join(c for c in candidates if c)}); "
@@ -128,8 +118,7 @@ def load_for_inference(model_dir: str, dtype: torch.dtype, device: str, base_mod
                        trust_remote_code: bool = False):
     """(model, tokenizer, base_id) ready to generate: an adapter is merged into its base for speed."""
     path = Path(model_dir)
-    looks_local = model_dir.startswith((".", "/", "~")) or model_dir.count("/") > 1
-    if looks_local and not path.exists():
+    if is_local_path(model_dir) and not path.exists():
         raise ModelLoadError(f"--model_dir {model_dir}: no such directory")
     if path.is_dir() and not (is_adapter_dir(path) or (path / "config.json").is_file()):
         raise ModelLoadError(f"--model_dir {model_dir}: neither a model (config.json) nor an adapter "

@@ -1,6 +1,6 @@
 """Fast generation: the one place that turns prompt token ids into completion token ids, for training and eval.
 
-Three pieces:
+Two pieces (and `resolve_fast_generation`, which says whether training uses them):
 
 - `generate(model, prompt_ids, max_new_tokens=..., eos_token_ids=..., pad_token_id=...)`: left-pads a batch of
   tokenized prompts, generates (temperature 0 = greedy), and returns each completion cut after its first EOS
@@ -10,16 +10,13 @@ Three pieces:
   the training dtype. `sync()` writes into it, in place, the frozen base weights plus the current LoRA delta
   `(B @ A) * scaling`, computed in fp32 from the frozen base each time, so no rounding drift accumulates.
   It costs one extra set of weights (1 GB for 0.5B in bf16, 3 GB for 1.5B): fine on one GPU up to ~1.5B.
-- `FastGRPOTrainer`: stock TRL `GRPOTrainer` with only `_generate_single_turn` replaced: it syncs the copy
-  when `state.global_step` moved since the last sync (as TRL does for vLLM) and generates from the copy with
-  TRL's own `generation_config` (same temperature, top_p, top_k, min_p, repetition penalty). Loss,
-  advantages, reference model, optimizer and checkpoints are stock TRL.
 
+`trainer.FastGRPOTrainer` generates its rollouts through these; this module imports nothing from TRL.
 Why: stock TRL generates through the LoRA-wrapped training model with a dynamic cache and compile disabled;
 on an H200 that is 82 ms per decode step at batch 128 for Qwen2.5-0.5B, against 19 ms merged and 7.9 ms
 merged + static cache + compile (issue 6).
 
-    from rollout import generate
+    from grpo_math.rollout import generate
     completions = generate(model, prompt_ids, max_new_tokens=256, eos_token_ids=[tok.eos_token_id],
                            pad_token_id=tok.pad_token_id)
 
@@ -41,9 +38,10 @@ from typing import Any
 import torch
 from transformers import CompileConfig, GenerationConfig, PreTrainedModel, StaticCache
 
+from grpo_math.config import FAST_GENERATION_MODES
+
 logger = logging.getLogger(__name__)
 
-FAST_GENERATION_MODES = ("auto", "on", "off")
 # Static caches are sized in steps of this many positions, so that a new prompt length rarely means a new cache
 # (and a new CUDA graph): the compiled decode step's shapes depend only on batch size and cache length, because
 # transformers builds the 4D attention mask for a static cache outside the compiled forward.
@@ -92,11 +90,12 @@ def left_pad(prompt_ids: list[list[int]], pad_token_id: int, device: torch.devic
     return ids.to(device), mask.to(device)
 
 
-def cut_after_eos(completions: torch.Tensor, eos_token_ids: list[int]) -> list[list[int]]:
-    """Each row of [B, T] completion ids up to and including its first EOS (the whole row if none)."""
+def cut_after_eos(completions: torch.Tensor | list[list[int]], eos_token_ids: list[int]) -> list[list[int]]:
+    """Each row of [B, T] completion ids (a tensor or lists) up to and including its first EOS (the whole row
+    if none): what training and eval score, whichever generator (generate, streaming, vLLM) produced it."""
     eos = set(eos_token_ids)
     out = []
-    for row in completions.tolist():
+    for row in completions.tolist() if isinstance(completions, torch.Tensor) else completions:
         end = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
         out.append(row[:end])
     return out
@@ -317,7 +316,7 @@ class InferenceCopy:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Choosing the generator, and the trainer
+# Choosing the generator
 
 
 def resolve_fast_generation(mode: str, *, use_vllm: bool, device: str) -> bool:
@@ -336,89 +335,3 @@ def resolve_fast_generation(mode: str, *, use_vllm: bool, device: str) -> bool:
             raise ValueError("--fast_generation on and --use_vllm both choose the generator; pick one")
         return False
     return mode != "off"
-
-
-def _fast_trainer_class() -> type:
-    from trl import GRPOTrainer
-    from trl.extras.profiling import profiling_context
-
-    class FastGRPOTrainer(GRPOTrainer):
-        """`GRPOTrainer` whose regular (non-vLLM) generation runs on an `InferenceCopy` of the policy.
-
-        Everything but `_generate_single_turn` is stock TRL. The copy is built at the first generation (after
-        the accelerator has placed the model), in the training dtype (bf16/fp16 when mixed precision is on).
-        Extra keyword: `use_static_cache` (None: on CUDA).
-        """
-
-        def __init__(self, *args: Any, use_static_cache: bool | None = None, **kwargs: Any):
-            super().__init__(*args, **kwargs)
-            self.use_static_cache = use_static_cache
-            self.inference_copy: InferenceCopy | None = None
-            self._copy_synced_step = -1
-            reason = self._fast_path_blocker()
-            self._fast_path = reason is None
-            if reason:
-                logger.warning("fast generation is off for this run: %s; generating with stock TRL", reason)
-
-        def _fast_path_blocker(self) -> str | None:
-            if self.use_vllm:
-                return "vLLM generates"
-            if self.use_transformers_continuous_batching:
-                return "transformers continuous batching was asked for"
-            if self._dist.is_zero3 or self._dist.is_fsdp:
-                return "DeepSpeed ZeRO-3 / FSDP shard the weights"
-            return None
-
-        def _training_dtype(self) -> torch.dtype | None:
-            if self.args.bf16:
-                return torch.bfloat16
-            if self.args.fp16:
-                return torch.float16
-            return None  # the weights' own dtype
-
-        def synced_copy(self) -> InferenceCopy | None:
-            """The inference copy, built on first use and holding the current policy's weights; None when the
-            fast path is off. Also what the accuracy eval during training generates with."""
-            if not self._fast_path:
-                return None
-            if self.inference_copy is None:
-                source = self.accelerator.unwrap_model(self.model_wrapped)
-                try:
-                    self.inference_copy = InferenceCopy(source, dtype=self._training_dtype(),
-                                                        device=self.accelerator.device)
-                except UnsupportedModelError as e:
-                    logger.warning("fast generation is off for this run: %s", e)
-                    self._fast_path = False
-                    return None
-                self._copy_synced_step = self.state.global_step
-                logger.info("fast generation: inference copy built (%s, %s)", self.inference_copy.dtype,
-                            self.inference_copy.device)
-            elif self.state.global_step != self._copy_synced_step:
-                with profiling_context(self, "sync_weights"):
-                    self.inference_copy.sync()
-                self._copy_synced_step = self.state.global_step
-            return self.inference_copy
-
-        def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
-            multimodal = bool(images is not None and any(images)) or bool(multimodal_fields) or has_tool_images
-            copy = None if multimodal else self.synced_copy()
-            if copy is None:  # fast path off, multimodal, or a model that cannot be copied (DoRA, quantised)
-                return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
-                                                     has_tool_images)
-            with profiling_context(self, "rollout.generate"):
-                completion_ids = copy.generate(prompt_ids, self.generation_config,
-                                               use_static_cache=self.use_static_cache)
-            return completion_ids, None  # no sampling logprobs, as in TRL's own transformers path
-
-    FastGRPOTrainer.__module__ = __name__
-    return FastGRPOTrainer
-
-
-def __getattr__(name: str) -> Any:
-    # FastGRPOTrainer is built on first access so that `from rollout import generate` (eval, inference) does
-    # not pay for importing TRL (~3 s).
-    if name == "FastGRPOTrainer":
-        cls = _fast_trainer_class()
-        globals()[name] = cls
-        return cls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
 import queue
 import subprocess
 import sys
@@ -60,7 +61,9 @@ class SymbolicWorker:
         if self._failed_starts >= 3:
             return  # math-verify cannot start here; the symbolic path stays off (logged once below)
         self._proc = subprocess.Popen(
-            self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            # PYTHONSAFEPATH (3.11+): the child's path does not start with this package's folder, whose module
+            # names (config, data, ...) could otherwise shadow a library's
+            self._command, env={**os.environ, "PYTHONSAFEPATH": "1"}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, text=True, encoding="utf-8", bufsize=1)
         self._replies = queue.Queue()
         self._ready = False

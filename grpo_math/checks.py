@@ -1,0 +1,103 @@
+"""The checks between flags, and against the machine, that run before any model or dataset loads.
+
+`config.resolve` calls `resolve_checked` with values whose types and ranges are already checked; this module
+checks what depends on several flags (the generation batch and the group size, rewards and their weights) or
+on the machine (a path that must exist, a local dataset's columns and split, the device and dtype, an earlier
+run in --output_dir), loads the reward functions once, and builds the frozen `RunConfig`.
+Each failure raises a ValueError with one line naming the flag, the value and what would work.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from grpo_math import hub, rundir
+from grpo_math.config import DEFAULT_MODEL, RunConfig, UsageError
+from grpo_math.devices import resolve_placement, world_size
+
+
+def _check_generation_batch(v: dict[str, Any], world: int) -> None:
+    gen_batch = v["batch_size"] * v["gradient_accumulation_steps"] * world
+    if gen_batch % v["num_generations"]:
+        divisors = [d for d in range(2, gen_batch + 1) if gen_batch % d == 0]
+        hint = min(divisors, key=lambda d: (abs(d - v["num_generations"]), -d)) if divisors else None
+        raise UsageError(
+            f"--num_generations {v['num_generations']} must divide the generation batch {gen_batch} "
+            f"(--batch_size {v['batch_size']} x --gradient_accumulation_steps {v['gradient_accumulation_steps']}"
+            + (f" x {world} processes" if world > 1 else "")
+            + ")" + (f"; try --num_generations {hint}" if hint else "")
+        )
+
+
+def _check_flag_combinations(v: dict[str, Any]) -> None:
+    if v["reward_weights"] is not None and len(v["reward_weights"]) != len(v["reward_funcs"]):
+        raise UsageError(
+            f"--reward_weights has {len(v['reward_weights'])} value(s) but --reward_funcs has "
+            f"{len(v['reward_funcs'])} ({' '.join(v['reward_funcs'])}); give one weight per reward"
+        )
+    if v["reward_weights"] is not None and not any(w != 0 for w in v["reward_weights"]):
+        raise UsageError(f"--reward_weights {' '.join(map(str, v['reward_weights']))}: every weight is 0, so "
+                         "every advantage is 0 and nothing is learned; give at least one reward a weight")
+    if v["merge"] and v["full_finetune"]:
+        raise UsageError("--merge applies to LoRA runs; a --full_finetune run's final/ is already a full model")
+    if v["use_vllm"] and importlib.util.find_spec("vllm") is None:
+        raise UsageError("--use_vllm: vllm is not installed here; pip install vllm, or drop --use_vllm")
+    if v["use_vllm"] and v["fast_generation"] == "on":
+        raise UsageError("--fast_generation on and --use_vllm both choose the generator; pick one")
+
+
+def _check_paths(v: dict[str, Any]) -> None:
+    from grpo_math.data import check_dataset_id, is_offline_source, load_math_dataset
+
+    model_id = v["model_id"]
+    if model_id and hub.is_local_path(model_id) and not Path(model_id).expanduser().exists():
+        raise UsageError(f"--model_id {model_id}: no such directory or file (a hub id looks like Org/Name)")
+    check_dataset_id(v["dataset_id"])
+    if is_offline_source(v["dataset_id"]):  # columns and split of a local file are cheap to check now
+        load_math_dataset(v["dataset_id"], v["split"], max_samples=1, prompt_template=v["prompt_template"],
+                          prompt_lang=v["prompt_lang"], system_prompt=v["system_prompt"], seed=v["seed"])
+    resume = v["resume_from_checkpoint"]
+    if resume and resume != "latest" and not Path(resume).is_dir():
+        raise UsageError(f"--resume_from_checkpoint {resume}: no such checkpoint directory (or use 'latest')")
+    out = Path(v["output_dir"])
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--output_dir {out}: a file of that name exists; name a directory")
+
+
+def _check_output_dir(v: dict[str, Any]) -> bool:
+    """Whether the run may replace what is in --output_dir (the demo replaces only an earlier demo run)."""
+    out, resume = Path(v["output_dir"]), v["resume_from_checkpoint"]
+    overwrite = v["overwrite_output_dir"] or bool(v["demo"] and not resume and rundir.is_demo_run(out))
+    if (out / rundir.RUN_CONFIG).exists() and not (resume or overwrite):
+        raise UsageError(
+            f"--output_dir {out} already holds a run; pass --resume_from_checkpoint latest to continue it, "
+            "--overwrite_output_dir to replace it, or another --output_dir"
+        )
+    return overwrite
+
+
+def resolve_checked(v: dict[str, Any]) -> RunConfig:
+    """Every check of this module, then the frozen RunConfig with its resolved fields (see config.resolve)."""
+    from grpo_math.rewards import load_reward_funcs
+
+    world = world_size()
+    _check_generation_batch(v, world)
+    _check_flag_combinations(v)
+    # unknown names fail here; a user's file.py:fn runs here, once for the whole run
+    rewards = tuple(load_reward_funcs(v["reward_funcs"], max_completion_length=v["max_completion_length"]))
+    _check_paths(v)
+    overwrite = _check_output_dir(v)
+    placement = resolve_placement(v["device"], v["dtype"])
+    resolved: dict[str, Any] = {"overwrite_output_dir": overwrite}
+    build_tiny = bool(v["demo"] and not v["model_id"])
+    if not v["model_id"]:
+        resolved["model_id"] = (str((Path(v["output_dir"]) / rundir.BASE_MODEL).resolve()) if build_tiny
+                                else DEFAULT_MODEL)
+    if v["learning_rate"] is None:
+        # LoRA's low-rank update moves the function less per unit step than full fine-tuning: ~10x the rate
+        resolved["learning_rate"] = 1e-6 if v["full_finetune"] else 1e-5
+    return RunConfig(**{**v, **resolved}, placement=placement, rewards=rewards, world_size=world,
+                     build_tiny_model=build_tiny)
+

@@ -1,0 +1,273 @@
+"""The resolved run settings: one frozen `RunConfig`, built once, read by training, the in-run eval and callbacks.
+
+    config = resolve({"model_id": "Qwen/Qwen2.5-0.5B-Instruct", "max_steps": 100})   # checked, frozen
+    config.rewards            # the reward callables, loaded once (a user's file.py:fn runs once per run)
+    config.to_record()        # what run_config.json stores under "args"; RunConfig.from_record reads it back
+
+Every default is declared here, once, as a field default; main.py's parser takes its defaults from `DEFAULTS`
+and eval.py reads a run's settings back through `RunConfig.from_record`. Every value goes through one
+validation path whatever its source (command line, `--config` YAML, `--demo`): the type from the field's
+annotation (no bools as numbers, no floats as integers, finite floats only), the range from `_RULES`, then the
+checks between flags and the cheap facts about the machine (paths, a local dataset's columns, the device).
+Each failure is a `UsageError` of one line naming the flag, the value and what would work. Left out on purpose:
+anything that needs a model or the network (a LoRA target name, a hub id's existence): train.py checks those
+right after loading, before it writes anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
+DEFAULT_DATASET = "openai/gsm8k"
+DEFAULT_TEMPLATE = "think"
+DEFAULT_REWARDS = ("format", "accuracy")
+DEFAULT_MAX_COMPLETION_LENGTH = 256  # room for a short GSM8K chain of thought; training, eval and overlong share it
+
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")
+SCALE_REWARDS = ("group", "batch", "none")
+LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
+FAST_GENERATION_MODES = ("auto", "on", "off")
+VLLM_MODES = ("colocate", "server")
+MAX_SEED = 2**32 - 1  # numpy's seed range, which transformers' set_seed also feeds
+
+DEMO_DEFAULTS: dict[str, Any] = {
+    # A ~0.5M-parameter random model on one-line arithmetic problems: every stage of a real run in ~20 s on CPU.
+    "dataset_id": "arithmetic",
+    "output_dir": "ckpts/demo",
+    "max_samples": 256,
+    "max_steps": 24,
+    "batch_size": 16,
+    "num_generations": 4,
+    "max_completion_length": 32,
+    "max_prompt_length": 256,
+    # format and accuracy stay at 0 for a random model (the demo's warnings say so); tag_count's partial credit
+    # for stray <think>/<answer> tags is something it can learn: its mean rises from 0 to ~0.1 in 24 steps
+    "reward_funcs": ["format", "accuracy", "tag_count"],
+    "learning_rate": 5e-3,  # a random tiny model needs large steps to move visibly in 24 updates
+    "lora_r": 8,
+    "lora_alpha": 16,
+    "save_steps": 8,
+    "eval_every": 8,
+    "eval_samples": 16,
+    "eval_before_train": True,
+    "log_completions_steps": 4,
+    "device": "cpu",  # the tiny model is faster on CPU than a GPU launch
+}
+
+
+class UsageError(ValueError):
+    """A flag, or a combination of flags, that cannot work; the message is one line naming it."""
+
+
+def _list(*items: Any) -> Any:
+    return field(default_factory=lambda: list(items))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every setting of a training run. Field names are main.py's flag names; see `main.py --help` for each."""
+
+    # model
+    model_id: str | None = None  # resolved: DEFAULT_MODEL, or with --demo the tiny model in OUTPUT_DIR/base_model
+    device: str = "auto"
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+    # data
+    dataset_id: str = DEFAULT_DATASET
+    split: str = "train"
+    max_samples: int | None = None
+    max_prompt_length: int = 512  # tokens after the chat template; GSM8K's longest prompts are ~250
+    prompt_template: str = DEFAULT_TEMPLATE
+    prompt_lang: str = "en"
+    system_prompt: str | None = None
+    # LoRA
+    lora_r: int = 16
+    lora_alpha: float = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] = _list("all-linear")
+    full_finetune: bool = False
+    merge: bool = False
+    # GRPO optimisation
+    learning_rate: float | None = None  # resolved: 1e-5 with LoRA, 1e-6 full fine-tuning (LoRA needs ~10x)
+    num_train_epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    num_generations: int = 8
+    beta: float = 0.0  # no KL term and no reference model: DAPO and Dr. GRPO found it unneeded for reasoning RL
+    loss_type: str = "dapo"
+    scale_rewards: str = "group"
+    epsilon: float = 0.2
+    epsilon_high: float | None = None
+    num_iterations: int = 1
+    warmup_ratio: float = 0.0
+    lr_scheduler_type: str = "constant_with_warmup"
+    max_grad_norm: float = 1.0
+    gradient_checkpointing: bool = False
+    reward_funcs: list[str] = _list(*DEFAULT_REWARDS)
+    reward_weights: list[float] | None = None
+    # generation
+    max_completion_length: int = DEFAULT_MAX_COMPLETION_LENGTH
+    temperature: float = 1.0
+    top_p: float = 1.0
+    fast_generation: str = "auto"
+    use_vllm: bool = False
+    vllm_mode: str = "colocate"
+    # logging and evaluation
+    logging_steps: int = 1
+    report_to: list[str] = _list("tensorboard")
+    log_completions_steps: int = 10
+    eval_every: int = 0
+    eval_samples: int = 64
+    eval_split: str | None = None
+    eval_before_train: bool = False
+    # output
+    output_dir: str = "ckpts/run"
+    overwrite_output_dir: bool = False
+    save_steps: int = 100
+    save_total_limit: int | None = None
+    resume_from_checkpoint: str | None = None
+    seed: int = 42
+    # how the settings were given
+    demo: bool = False
+    config: str | None = None
+    # resolved, not flags (never written to run_config.json's "args")
+    placement: Any = field(default=None, compare=False, repr=False)  # devices.Placement
+    rewards: tuple[Callable, ...] = field(default=(), compare=False, repr=False)
+    world_size: int = field(default=1, compare=False)
+    build_tiny_model: bool = field(default=False, compare=False)  # --demo without --model_id
+
+    def to_record(self) -> dict:
+        """The flag values, JSON-ready: run_config.json's "args"."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name in FLAG_NAMES}
+
+    @classmethod
+    def from_record(cls, args: dict) -> "RunConfig":
+        """The settings of an earlier run from its run_config.json "args", unchecked (eval reads, never trains);
+        keys this version does not know are ignored, missing ones take today's defaults."""
+        return cls(**{k: v for k, v in args.items() if k in FLAG_NAMES})
+
+    @property
+    def generation_batch(self) -> int:
+        """Completions per optimizer step over all processes."""
+        return self.batch_size * self.gradient_accumulation_steps * self.world_size
+
+    @property
+    def reward_weight_list(self) -> list[float]:
+        return list(self.reward_weights) if self.reward_weights is not None else [1.0] * len(self.reward_funcs)
+
+
+_RESOLVED = {"placement", "rewards", "world_size", "build_tiny_model"}
+FLAG_NAMES = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in _RESOLVED)
+DEFAULTS: dict[str, Any] = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING
+                                     else f.default) for f in dataclasses.fields(RunConfig) if f.name in FLAG_NAMES}
+
+# Ranges and closed sets, by flag. Types come from the annotations above; these are the values within a type.
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    **{name: (lambda v: v >= 1, "a positive integer") for name in (
+        "max_samples", "max_prompt_length", "lora_r", "batch_size", "gradient_accumulation_steps", "num_iterations",
+        "max_completion_length", "logging_steps", "log_completions_steps", "eval_samples", "save_steps",
+        "save_total_limit")},
+    **{name: (lambda v: v > 0, "a positive number") for name in (
+        "lora_alpha", "learning_rate", "num_train_epochs", "epsilon", "epsilon_high", "temperature", "max_grad_norm")},
+    "num_generations": (lambda v: v >= 2, "at least 2: GRPO needs at least 2 completions per prompt"),
+    "max_steps": (lambda v: v >= 1 or v == -1, "a positive number of steps (or -1 for epochs)"),
+    "eval_every": (lambda v: v >= 0, ">= 0 (0 = never)"),
+    "beta": (lambda v: v >= 0, ">= 0"),
+    "top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "lora_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "warmup_ratio": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "seed": (lambda v: 0 <= v <= MAX_SEED, f"in 0..{MAX_SEED}"),
+    "reward_weights": (lambda v: True, ""),  # finiteness is checked for every float, list items included
+    "device": (lambda v: v in ("auto", "cuda", "mps", "cpu"), "one of auto, cuda, mps, cpu"),
+    "dtype": (lambda v: v in ("auto", "bf16", "fp16", "fp32"), "one of auto, bf16, fp16, fp32"),
+    "loss_type": (lambda v: v in LOSS_TYPES, f"one of {', '.join(LOSS_TYPES)}"),
+    "scale_rewards": (lambda v: v in SCALE_REWARDS, f"one of {', '.join(SCALE_REWARDS)}"),
+    "lr_scheduler_type": (lambda v: v in LR_SCHEDULERS, f"one of {', '.join(LR_SCHEDULERS)}"),
+    "fast_generation": (lambda v: v in FAST_GENERATION_MODES, f"one of {', '.join(FAST_GENERATION_MODES)}"),
+    "vllm_mode": (lambda v: v in VLLM_MODES, f"one of {', '.join(VLLM_MODES)}"),
+    "reward_funcs": (lambda v: len(v) >= 1, "at least one reward"),
+    "lora_target_modules": (lambda v: len(v) >= 1, "at least one module name"),
+}
+
+
+def _flag(name: str, value: Any, origin: dict[str, str]) -> str:
+    shown = " ".join(map(str, value)) if isinstance(value, list) else value
+    where = f" (from {origin[name]})" if name in origin else ""
+    return f"--{name} {shown}{where}"
+
+
+def _kind_ok(value: Any, kind: Any) -> bool:
+    """Whether `value` fits a field annotation: int, float, bool, str, list[...] and `X | None`."""
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        return any(_kind_ok(value, k) for k in typing.get_args(kind))
+    if kind is type(None):
+        return value is None
+    if typing.get_origin(kind) is list:
+        (item,) = typing.get_args(kind)
+        return isinstance(value, list) and all(_kind_ok(v, item) for v in value)
+    if kind is float:  # an int is a float here (YAML's `learning_rate: 1`), a bool never is
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind) if isinstance(kind, type) else True
+
+
+def _kind_name(kind: Any) -> str:
+    names = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string"}
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        return " or ".join(_kind_name(k) for k in typing.get_args(kind) if k is not type(None))
+    if typing.get_origin(kind) is list:
+        return f"a list of {_kind_name(typing.get_args(kind)[0]).removeprefix('an ').removeprefix('a ')}s"
+    return names.get(kind, str(kind))
+
+
+_HINTS = typing.get_type_hints(RunConfig)
+
+
+def check_values(values: dict[str, Any], origin: dict[str, str] | None = None) -> dict[str, Any]:
+    """Type and range of every flag value; returns them with ints widened to floats where a float is meant
+    and a single string where a list is meant made a one-item list. Raises UsageError naming the first bad one."""
+    origin = origin or {}
+    unknown = sorted(set(values) - set(FLAG_NAMES))
+    if unknown:
+        raise UsageError(f"unknown setting(s) {', '.join(unknown)}; settings are flag names, e.g. learning_rate")
+    out = {}
+    for name, value in values.items():
+        kind = _HINTS[name]
+        list_kind = next((k for k in (kind, *typing.get_args(kind)) if typing.get_origin(k) is list), None)
+        if isinstance(value, str) and list_kind is not None:
+            value = [value]  # YAML `reward_funcs: accuracy` means what `--reward_funcs accuracy` means
+        if not _kind_ok(value, kind):
+            item = typing.get_args(list_kind)[0] if list_kind is not None and isinstance(value, list) else None
+            bad = next((v for v in value if not _kind_ok(v, item)), value) if item is not None else value
+            what = _kind_name(item) if item is not None and bad is not value else _kind_name(kind)
+            raise UsageError(f"{_flag(name, value, origin)}: {bad!r} is not {what}")
+        if float in (kind, *typing.get_args(kind)) and isinstance(value, int):
+            value = float(value)
+        if list_kind == list[float] and isinstance(value, list):
+            value = [float(v) for v in value]
+        rule = _RULES.get(name)
+        if rule and value is not None and not rule[0](value):
+            raise UsageError(f"{_flag(name, value, origin)} must be {rule[1]}")
+        out[name] = value
+    return out
+
+
+def resolve(values: dict[str, Any], origin: dict[str, str] | None = None) -> RunConfig:
+    """Check every value and every combination, then build the frozen RunConfig (rewards loaded once).
+
+    `values` maps flag names to values (missing ones take the defaults); `origin` maps a name to where its
+    value came from (e.g. "--config c.yaml"), for the error message. Raises UsageError (or another ValueError
+    with a one-line message: DatasetError, RewardError, DeviceError).
+    """
+    from grpo_math import checks  # the cross-flag checks need the data, reward and device modules
+
+    merged = {**DEFAULTS, **check_values(values, origin)}
+    return checks.resolve_checked(merged)

@@ -1,0 +1,110 @@
+"""The run directory: the names of the files a run writes, writing them atomically, and reading a run back.
+
+    ckpts/<run>/run_config.json, train_log.json, completions.jsonl, checkpoint-N/, final/, runs/, plots, report
+
+Every module that writes or reads these names takes them from here, so a renamed file cannot leave a reader
+behind. `write_atomic` is the one way this tool replaces a file that someone may be reading (a temporary file
+in the same directory, flushed and fsynced, then renamed over the old one): a crash or a full disk leaves the
+old file or the new one, never half of either. Left out on purpose: anything that locks or validates
+checkpoints (that is `checkpoints.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+RUN_CONFIG = "run_config.json"
+TRAIN_LOG = "train_log.json"
+COMPLETIONS_LOG = "completions.jsonl"
+REPORT = "training_report.json"
+PLOTS = ("training_metrics.png", "metrics_distribution.png", "eval_curve.png")
+FINAL = "final"
+BASE_MODEL = "base_model"  # the demo's tiny model, built into its run directory
+TENSORBOARD_DIR = "runs"
+CHECKPOINT_RE = re.compile(r"checkpoint-(\d+)")
+# Everything a run writes at the top of its directory, and so everything an overwrite may remove.
+RUN_FILES = (RUN_CONFIG, TRAIN_LOG, COMPLETIONS_LOG, REPORT, *PLOTS, "README.md")
+
+
+def as_number(value: Any) -> float | int | None:
+    """A JSON-safe number: ints and finite floats as they are, NaN/inf/None as None (JSON has no NaN)."""
+    if hasattr(value, "item"):  # a 0-d tensor or numpy scalar
+        value = value.item()
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return None
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Replace `path` with `text` (UTF-8) so that readers and crashes see the old file or the new one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # only left behind when the write or the rename failed
+
+
+def checkpoint_dirs(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """(step, path) of every `checkpoint-N` directory in `run_dir`, in step order (complete or not)."""
+    d = Path(run_dir)
+    if not d.is_dir():
+        return []
+    found = [(int(m.group(1)), c) for c in d.iterdir() if (m := CHECKPOINT_RE.fullmatch(c.name)) and c.is_dir()]
+    return sorted(found)
+
+
+def read_run_config(run_dir: str | Path) -> dict | None:
+    """The run_config.json of `run_dir`, or None when there is none or it is unreadable (logged)."""
+    path = Path(run_dir) / RUN_CONFIG
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        logger.warning("ignoring unreadable %s", path)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def find_run_config(model_dir: str | Path) -> dict | None:
+    """The run_config.json of the run a `final/` or `checkpoint-N/` directory (or the run itself) belongs to."""
+    d = Path(model_dir).expanduser().resolve()
+    for cand in (d, d.parent):
+        found = read_run_config(cand)
+        if found is not None:
+            return found
+    return None
+
+
+def is_demo_run(run_dir: str | Path) -> bool:
+    """True when `run_dir` holds a run that `--demo` wrote (and so may replace)."""
+    args = (read_run_config(run_dir) or {}).get("args")
+    return isinstance(args, dict) and bool(args.get("demo"))
+
+
+def clear_run_dir(out: str | Path) -> None:
+    """Remove the outputs of an earlier run in `out`: only names this tool writes, never a user's own files."""
+    for child in Path(out).iterdir():
+        if child.is_dir() and (CHECKPOINT_RE.fullmatch(child.name) or child.name in (FINAL, TENSORBOARD_DIR)):
+            shutil.rmtree(child)
+        elif child.is_file() and child.name in RUN_FILES:
+            child.unlink()
+        # base_model/ stays: the demo's tiny base is rebuilt identically
