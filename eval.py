@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summarize", metavar="RESULTS_DIR", help="only write RESULTS_DIR/summary.json and print the "
                                                               "table of its base/checkpoint-N/final.json")
     g = p.add_argument_group("model")
-    g.add_argument("--model_dir", help="final/ or checkpoint-N/ (LoRA adapter), a full model directory, or a hub id")
+    g.add_argument("--model_dir", help="final/ or checkpoint-N/ (LoRA adapter), a full model directory, a .gguf "
+                                       "file, or a hub id")
     g.add_argument("--base_model", help="base model of an adapter (default: the adapter's config, else the run's)")
     g.add_argument("--run_dir", help="take defaults from this run's run_config.json (default: the run "
                                      "--model_dir belongs to; eval.sh passes it for the base model)")
@@ -144,9 +145,12 @@ def _step(model_dir: str, run_cfg: dict) -> int | None:
 def _fingerprint(model_dir: str) -> str | None:
     """Names, sizes and times of the weight files: a retrained checkpoint in the same place is not reused."""
     d = Path(model_dir).expanduser()
-    if not d.is_dir():
+    if d.is_file():  # a .gguf file
+        files = [d]
+    elif not d.is_dir():
         return None  # a hub id: the id names the weights
-    files = sorted(f for f in d.iterdir() if f.suffix in (".safetensors", ".bin") and f.is_file())
+    else:
+        files = sorted(f for f in d.iterdir() if f.suffix in (".safetensors", ".bin") and f.is_file())
     return ";".join(f"{f.name}:{f.stat().st_size}:{int(f.stat().st_mtime)}" for f in files) or None
 
 

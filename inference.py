@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                       formatter_class=HelpFormatter)
     p.add_argument("questions", nargs="*", help="questions to answer (default: a built-in set, one in Chinese)")
     p.add_argument("--model_dir", required=True,
-                   help="final/ or checkpoint-N/ (LoRA adapter), a full model directory, or a hub id")
+                   help="final/ or checkpoint-N/ (LoRA adapter), a full model directory, a .gguf file, or a hub id")
     p.add_argument("--base_model", help="base model of an adapter (default: the adapter's config, else the run's)")
     p.add_argument("--max_new_tokens", type=int,
                    help=f"tokens per answer at most (default: the run's --max_completion_length, else "

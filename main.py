@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo", action="store_true", help="offline demo: tiny built-in model, arithmetic task, CPU")
 
     g = p.add_argument_group("model")
-    g.add_argument("--model_id", help=f"hub id or local directory of a causal LM "
+    g.add_argument("--model_id", help=f"hub id, local directory or .gguf file of a causal LM "
                                        f"(default: {config.DEFAULT_MODEL}; "
                                        "with --demo, a tiny model built into OUTPUT_DIR/base_model)")
     add_device_flags(g, "train")

@@ -6,7 +6,7 @@ logs). Rewards receive `answer` by keyword; nothing else is needed by TRL.
 
     ds = load_math_dataset("openai/gsm8k", "train[:10%]", prompt_template="think", max_samples=1000)
     ds = load_math_dataset("../shared/data/gsm8k", "test")          # same layout, offline
-    ds = load_math_dataset("arithmetic", "train")                     # built-in offline task (--demo)
+    ds = load_math_dataset("arithmetic:1", "train")                   # built-in offline task (--demo)
     ds, n_dropped = filter_long_prompts(ds, tokenizer, max_prompt_length=512)
 
 Sources: hub ids through `datasets.load_dataset` (gsm8k gets its `main` config), local `.jsonl/.json/.parquet/.csv`
@@ -28,7 +28,7 @@ import datasets
 
 from grpo_math import hub
 from grpo_math.answers import last_boxed, normalize_gold
-from grpo_math.arithmetic import ARITHMETIC_SIZES, arithmetic_split
+from grpo_math.arithmetic import ARITHMETIC_SIZES, LEVELS, arithmetic_split, parse_level
 from grpo_math.prompts import DatasetError, build_prompt, check_template
 
 logger = logging.getLogger(__name__)
@@ -60,12 +60,23 @@ def _split_files(directory: Path) -> dict[str, list[Path]]:
 
 def is_offline_source(dataset_id: str) -> bool:
     """True for local files and directories and the built-in task: loading them needs no network."""
-    return dataset_id == BUILTIN_ARITHMETIC or hub.is_local_path(dataset_id)
+    return is_builtin(dataset_id) or hub.is_local_path(dataset_id)
+
+
+def is_builtin(dataset_id: str) -> bool:
+    """True for the built-in task: `arithmetic` or `arithmetic:N` (see arithmetic.py)."""
+    return parse_level(dataset_id) is not None
 
 
 def check_dataset_id(dataset_id: str) -> None:
     """Cheap validation before anything heavy loads; hub-looking ids ("org/name") pass unchecked."""
-    if dataset_id == BUILTIN_ARITHMETIC or not hub.is_local_path(dataset_id):
+    level = parse_level(dataset_id)
+    if level is not None:
+        if level not in LEVELS:
+            raise DatasetError(f"dataset {dataset_id!r}: no such level of the built-in task; use "
+                               + ", ".join(f"arithmetic:{n}" for n in LEVELS))
+        return
+    if not hub.is_local_path(dataset_id):
         return
     p = Path(dataset_id).expanduser()
     if not p.exists():
@@ -227,9 +238,9 @@ def load_math_dataset(dataset_id: str, split: str = "train", *, max_samples: int
     if max_samples is not None and max_samples < 1:
         raise DatasetError(f"max_samples must be at least 1, got {max_samples}")
     check_dataset_id(dataset_id)
-    if dataset_id == BUILTIN_ARITHMETIC:
+    if is_builtin(dataset_id):
         wanted = _wanted_splits(split, ARITHMETIC_SIZES, dataset_id)
-        rows = _slice({s: arithmetic_split(s, seed) for s in wanted}, split)
+        rows = _slice({s: arithmetic_split(s, seed, parse_level(dataset_id)) for s in wanted}, split)
         columns: Sequence[str] = ("question", "answer", "solution")
     elif hub.is_local_path(dataset_id):
         rows = _local_rows(dataset_id, split)
@@ -250,7 +261,7 @@ def load_math_dataset(dataset_id: str, split: str = "train", *, max_samples: int
 
 def default_eval_split(dataset_id: str) -> str:
     """"test" where the source has one, else "train" (or a directory's only split); unknown hub ids get "test"."""
-    if dataset_id == BUILTIN_ARITHMETIC:
+    if is_builtin(dataset_id):
         return "test"
     if hub.is_local_path(dataset_id):
         p = Path(dataset_id).expanduser()

@@ -1,7 +1,8 @@
 """Loading models and tokenizers, with errors a user can act on: shared by train.py, eval.py and inference.py.
 
-A model reference is a hub id (`Qwen/Qwen2.5-0.5B-Instruct`), a full model directory, or a LoRA adapter
-directory (`ckpts/run/final`, `ckpts/run/checkpoint-100`). For an adapter the base model is, in order:
+A model reference is a hub id (`Qwen/Qwen2.5-0.5B-Instruct`), a full model directory, a `.gguf` file (read
+through its converted copy, see gguf_models.py), or a LoRA adapter directory (`ckpts/run/final`,
+`ckpts/run/checkpoint-100`). For an adapter the base model is, in order:
 `--base_model`, the adapter's `base_model_name_or_path` if it still resolves, the run's `run_config.json`
 `model_id`, or the run's own `base_model/` folder (the demo keeps its tiny base there).
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from grpo_math.gguf_models import GGUFError, local_source
 from grpo_math.hub import is_local_path
 from grpo_math.rundir import BASE_MODEL, find_run_config
 
@@ -48,10 +50,19 @@ def _offline_kwargs(model_id: str) -> dict:
     return {"local_files_only": True}
 
 
+def _source(model_id: str) -> str:
+    """What transformers loads for `model_id`: itself, or the converted copy of a .gguf file."""
+    try:
+        return local_source(model_id)
+    except GGUFError as e:
+        raise ModelLoadError(str(e)) from None
+
+
 def load_tokenizer(model_id: str, trust_remote_code: bool = False):
     """The tokenizer, with a pad token and left padding (generation pads on the left)."""
     from transformers import AutoTokenizer
 
+    model_id = _source(model_id)
     try:
         tok = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust_remote_code,
                                             **_offline_kwargs(model_id))
@@ -71,6 +82,7 @@ def load_model(model_id: str, dtype: torch.dtype, trust_remote_code: bool = Fals
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
+    model_id = _source(model_id)
     try:
         return AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype, trust_remote_code=trust_remote_code,
                                                     **_offline_kwargs(model_id))

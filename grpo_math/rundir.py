@@ -48,6 +48,28 @@ def as_number(value: Any) -> float | int | None:
     return None
 
 
+def cache_dir(kind: str) -> Path:
+    """The tool's cache for things built once and reused by every run (converted GGUF models, the demo's warm
+    start): `$GRPO_MATH_CACHE/<kind>`, default `~/.cache/grpo_math/<kind>`."""
+    root = os.environ.get("GRPO_MATH_CACHE") or Path.home() / ".cache" / "grpo_math"
+    return Path(root).expanduser() / kind
+
+
+def publish_dir(tmp: Path, final: Path, marker: str) -> Path:
+    """Move the finished directory `tmp` to `final` in one rename. `marker`, a file written last, tells a
+    finished directory from an interrupted one: a finished `final` from another process is kept (and `tmp`
+    removed), an unfinished one is replaced."""
+    try:
+        os.replace(tmp, final)
+    except OSError:  # `final` exists and is not empty
+        if not (final / marker).is_file():
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
 def write_atomic(path: str | Path, text: str) -> None:
     """Replace `path` with `text` (UTF-8) so that readers and crashes see the old file or the new one."""
     path = Path(path)
