@@ -29,7 +29,7 @@ _FUNCS = {"sin", "cos", "tan", "sec", "csc", "cot", "arcsin", "arccos", "arctan"
           "log", "exp"}
 _GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta", "kappa",
           "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "phi", "varphi", "chi", "psi", "omega", "Omega", "Phi"}
-_TOKEN = re.compile(r"\s*(?:(\d+(?:\.\d*)?|\.\d+)|\\([A-Za-z]+)|([A-Za-z]+)|([-+*/^_(){}\[\]!|]))")
+_TOKEN = re.compile(r"\s*(?:([0-9]+(?:\.[0-9]*)?|\.[0-9]+)|\\([A-Za-z]+)|([A-Za-z]+)|([-+*/^_(){}\[\]!|]))")
 _BINARY = {"cdot": "*", "times": "*", "div": "/"}
 
 
@@ -86,7 +86,10 @@ class _Parser:
 
     def signed(self) -> tuple:
         if self.peek() in ("+", "-"):
-            return ("neg", self.signed()) if self.take() == "-" else self.signed()
+            sign = self.take()
+            if self.peek() in ("+", "-"):
+                raise Undecided  # `--72`: a doubled sign is a typo or a trick, not an answer
+            return ("neg", self.term()) if sign == "-" else self.term()
         return self.term()
 
     def term(self) -> tuple:
