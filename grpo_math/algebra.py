@@ -28,10 +28,12 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+from grpo_math.exact import depth
 from grpo_math.expr_tree import Undecided, clearly_different, parse
 from grpo_math.polynomials import ONE, Ring, factor, key, reduced
 
 MAX_CHARS = 400  # longest expression parsed
+MAX_NESTING = 20  # brackets deep; the parser recurses about four frames per level
 
 
 _TRIG_RATIO = {"tan": ("sin", "cos"), "cot": ("cos", "sin"), "sec": (None, "cos"), "csc": (None, "sin")}
@@ -58,8 +60,8 @@ def _pi_multiple(n: dict, d: dict) -> Fraction | None:
 class _Exact:
     """Evaluates a tree to (numerator, denominator) polynomials."""
 
-    def __init__(self) -> None:
-        self.ring = Ring()
+    def __init__(self, ring: Ring) -> None:
+        self.ring = ring  # shared by every comparison of one answer, so its work limit bounds them all
         self.opaque = False  # an atom whose value the ring cannot see through (sin, ln, a radical of a sum)
         self.transcendentals: set[str] = set()
 
@@ -153,16 +155,14 @@ class _Exact:
         return self.atom(f"@{name}" + key(n, d))
 
     def reduce_trig(self, p: dict) -> dict:
-        """sin(u)^2 -> 1 - cos(u)^2 in every term, so sin^2 + cos^2 is 1 whatever u is."""
+        """sin(u)^k -> sin(u)^(k mod 2) (1 - cos(u)^2)^(k//2) in every term: sin^2 + cos^2 is 1 whatever u is."""
         out: dict = {}
         for m, c in p.items():
-            term = {m: c}
-            for name, e in m:
-                if name.startswith("@sin") and e >= 2:
-                    rest = tuple((x, y - 2 if x == name else y) for x, y in m if x != name or y != 2)
-                    one_minus_cos2 = {(): Fraction(1), ((("@cos" + name[4:]), Fraction(2)),): Fraction(-1)}
-                    term = self.reduce_trig(self.ring.mul({tuple(sorted(rest)): c}, one_minus_cos2))
-                    break
+            high = [(name, e) for name, e in m if name.startswith("@sin") and e >= 2 and e.denominator == 1]
+            term = {tuple((x, e % 2 if (x, e) in high else e) for x, e in m if (x, e) not in high or e % 2): c}
+            for name, e in high:
+                one_minus_cos2 = {(): Fraction(1), ((("@cos" + name[4:]), Fraction(2)),): Fraction(-1)}
+                term = self.ring.mul(term, self.ring.power(one_minus_cos2, int(e) // 2))
             out = self.ring.add(out, term)
         return out
 
@@ -223,8 +223,8 @@ class _Exact:
 # ----------------------------------------------------------------------------------------------------------
 # Public: expressions and relations
 # ----------------------------------------------------------------------------------------------------------
-def _difference(a: tuple, b: tuple) -> tuple[dict, dict, _Exact]:
-    ev = _Exact()
+def _difference(a: tuple, b: tuple, ring: Ring) -> tuple[dict, dict, _Exact]:
+    ev = _Exact(ring)
     (n1, d1), (n2, d2) = ev.eval(a), ev.eval(b)
     diff = ev.ring.add(ev.ring.mul(n1, d2), ev.ring.mul(n2, d1), -1)
     return ev.reduce_trig(diff), ev.ring.mul(d1, d2), ev
@@ -235,13 +235,20 @@ def _exact_verdicts(ev: _Exact) -> bool:
     return not ev.opaque and len(ev.transcendentals) <= 1
 
 
-def same_value(a: str, b: str) -> bool | None:
-    """Whether two canonical expressions are equal: True/False when decided exactly, None when not."""
-    if len(a) > MAX_CHARS or len(b) > MAX_CHARS:
+def _too_big(*exprs: str) -> bool:
+    return any(len(e) > MAX_CHARS or depth(e) > MAX_NESTING for e in exprs)
+
+
+def same_value(a: str, b: str, ring: Ring | None = None) -> bool | None:
+    """Whether two canonical expressions are equal: True/False when decided exactly, None when not.
+
+    `ring` carries the work limit across several comparisons (equivalence.py shares one per answer).
+    """
+    if _too_big(a, b):
         return None
     try:
         ta, tb = parse(a), parse(b)
-        diff, _, ev = _difference(ta, tb)
+        diff, _, ev = _difference(ta, tb, ring or Ring())
         if not diff:
             return True
         if _exact_verdicts(ev):
@@ -254,7 +261,7 @@ def same_value(a: str, b: str) -> bool | None:
 _FLIP = {"<": ">", "\\le": "\\ge"}
 
 
-def same_relation(a: tuple[str, str, str], b: tuple[str, str, str]) -> bool | None:
+def same_relation(a: tuple[str, str, str], b: tuple[str, str, str], ring: Ring | None = None) -> bool | None:
     """Whether `lhs op rhs` relations are the same (`x \\ge 3` and `3 \\le x`; `2x+4y=3` and `y=-x/2+3/4`).
 
     Each becomes `D op 0` with op in (=, \\neq, >, \\ge): equal when the ops agree and one D is a rational
@@ -265,9 +272,9 @@ def same_relation(a: tuple[str, str, str], b: tuple[str, str, str]) -> bool | No
         for lhs, op, rhs in (a, b):
             if op in _FLIP:
                 lhs, op, rhs = rhs, _FLIP[op], lhs
-            if len(lhs) > MAX_CHARS or len(rhs) > MAX_CHARS:
+            if _too_big(lhs, rhs):
                 return None
-            n, d, ev = _difference(parse(lhs), parse(rhs))
+            n, d, ev = _difference(parse(lhs), parse(rhs), ring or Ring())
             if op in (">", "\\ge") and (set(d) - {()}):
                 return None  # a variable denominator may flip an inequality
             forms.append((op, n, d.get((), Fraction(1)) if op in (">", "\\ge") else Fraction(1), ev))

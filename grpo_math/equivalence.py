@@ -34,10 +34,12 @@ from grpo_math import shapes
 from grpo_math.algebra import same_relation, same_value
 from grpo_math.exact import MAX_ANSWER_CHARS, PLAIN_NUMBER, depth, num_eq, value
 from grpo_math.grader_worker import shared_worker
+from grpo_math.polynomials import Ring
 
 MAX_SYMBOLIC_CHARS = 300  # longest answer math-verify is asked about
 SYMBOLIC_TIMEOUT_S = 0.5  # per comparison, for the math-verify child: a safety net under the 1 s promise
 MAX_CHILD_CALLS = 4  # child requests per comparison (item pairs of a list); past it an undecided pair is unequal
+MAX_COMPARISONS = 200  # algebra comparisons per answer (a 14-item list in any order); then unequal
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -183,6 +185,8 @@ class _Judge:
         self.deadline = time.monotonic() + timeout_s
         self.wait_for_worker = wait_for_worker
         self.child_calls = 0
+        self.ring = Ring()  # one work limit for every algebra comparison of this answer
+        self.comparisons = 0  # pairs compared by algebra; past MAX_COMPARISONS a pair counts as unequal
 
     def child(self, p: str, g: str) -> bool:
         if self.child_calls >= MAX_CHILD_CALLS or not _symbolic_ok(p, g):
@@ -204,14 +208,20 @@ class _Judge:
         if gv is not None:  # an exact gold needs an exact answer; no symbolic work for it
             pv = _number(p, "." in g)
             return pv is not None and num_eq(pv, gv)
-        verdict = same_value(p, g)
+        self.comparisons += 1
+        if self.comparisons > MAX_COMPARISONS:
+            return False
+        verdict = same_value(p, g, self.ring)
         return verdict if verdict is not None else self.child(p, g)
 
     def relation(self, p: tuple, g: tuple) -> bool:
         if len(p[2]) != 1 or len(g[2]) != 1:
             return False  # an equation chain `x = 5+5+1 = 7 = 11`
+        self.comparisons += 1
+        if self.comparisons > MAX_COMPARISONS:
+            return False
         pr, gr = (p[1][0], p[2][0], p[1][1]), (g[1][0], g[2][0], g[1][1])
-        verdict = same_relation(pr, gr)
+        verdict = same_relation(pr, gr, self.ring)
         return verdict if verdict is not None else self.child(" ".join(pr), " ".join(gr))
 
 

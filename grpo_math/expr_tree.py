@@ -15,6 +15,7 @@ import cmath
 import math
 import re
 from fractions import Fraction
+from functools import lru_cache
 
 
 class Undecided(Exception):
@@ -218,8 +219,9 @@ class _Parser:
         return factors[0] if len(factors) == 1 else ("mul", factors)
 
 
+@lru_cache(maxsize=4096)  # a list's items are parsed once, however many pairs they are compared in
 def parse(s: str) -> tuple:
-    """The expression tree of a canonical LaTeX expression; raises Undecided outside the subset."""
+    """The expression tree of a canonical LaTeX expression (never mutated); raises Undecided outside the subset."""
     return _Parser(s).parse()
 
 

@@ -17,7 +17,7 @@ from fractions import Fraction
 
 from grpo_math.expr_tree import Undecided
 
-WORK_LIMIT = 40_000  # term multiplications per comparison: ~40 ms of pure Python at worst
+WORK_LIMIT = 12_000  # term operations per answer: ~0.1 s of Fraction arithmetic at the very worst
 MAX_TERMS = 400  # terms in one polynomial
 MAX_BITS = 4_000  # bits of one coefficient (numerator + denominator)
 MAX_EXPONENT = 100  # integer powers of a sum
@@ -61,6 +61,7 @@ class Ring:
         return out
 
     def add(self, p: dict, q: dict, sign: int = 1) -> dict:
+        self.spend(len(q))
         out = dict(p)
         for m, c in q.items():
             self._put(out, m, sign * c)
