@@ -136,8 +136,9 @@ class _Exact:
             return self.normal(self.ring.mul(num[0], den[1]), self.ring.mul(num[1], den[0]))
         if name in ("sin", "cos"):
             turns = _pi_multiple(n, d)
-            k = None if turns is None or (turns * 12).denominator != 1 else int(turns * 12 - (6 if name == "sin" else 0)) % 24
-            if k in _EXACT_COS:  # sin u = cos(u - pi/2)
+            twelfths = None if turns is None else turns * 12 - (6 if name == "sin" else 0)  # sin u = cos(u - pi/2)
+            k = int(twelfths) % 24 if twelfths is not None and twelfths.denominator == 1 else None
+            if k in _EXACT_COS:
                 return _EXACT_COS[k], ONE
             return self.atom(f"@{name}" + key(n, d))
         if name == "ln" and d == ONE and len(n) == 1:

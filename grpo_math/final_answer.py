@@ -9,10 +9,10 @@ Rules (conventions, listed in reward.py's table):
 - boxes: `\\boxed{..}`, `\\fbox{..}`, `\\boxed N`, brace-matched. Several different boxes are one list answer when
   nothing but connectives lies between them (`,` `;` `and` `\\quad` `$` `\\(` `\\)` a label like `y_2 =`), else a
   hedge (no answer); a list never matches a single gold, so boxing every candidate never pays;
-- anchored phrases: the last of `#### N`, `The answer is N`, `Answer: N`, `答案是 N`. The answer runs to the end
-  of its sentence; `The final answer is X` inside it, or `The largest $n$ is X`, gives X; a sentence with
-  exactly one number and no hedging word gives that number (`Jane started 3 hours ago`); display math that
-  opens after the phrase and closes on a later line (`\\[ ... \\]`, `$$ ... $$`) is taken whole.
+- anchored phrases: the last of `#### N`, `The answer is N`, `Answer: N`, `Answer $N$`, `答案是 N`. The answer
+  runs to the end of its sentence; `The final answer is X` inside it, or `The largest $n$ is X`, gives X; a
+  sentence with exactly one number and no hedging word gives that number (`Jane started 3 hours ago`); display
+  math that opens after the phrase and closes on a later line (`\\[ ... \\]`, `$$ ... $$`) is taken whole.
 Left out on purpose: the last number of free text (eval's `lenient` mode only), answers split over sentences.
 """
 from __future__ import annotations
@@ -113,8 +113,9 @@ def final_box(scope: str) -> str | None:
 # ----------------------------------------------------------------------------------------------------------
 # Anchored phrases
 # ----------------------------------------------------------------------------------------------------------
-_ANCHOR_RE = re.compile(
-    r"####|\b(?:final\s+)?answer(?:\s+is|\s*[:=])|(?:最终)?答案\s*(?:是|为|為|:|：)", re.IGNORECASE)
+_ANCHOR_RE = re.compile(  # `Answer $9$`: the bare word counts only when math follows it at once
+    r"####|\b(?:final\s+)?answer(?:\s+is|\s*[:=]|(?=\s*(?:\$|\\[\[(])))|(?:最终)?答案\s*(?:是|为|為|:|：)",
+    re.IGNORECASE)
 # a sentence ends the phrase; commas and semicolons do not, so `3, 4, or 5` stays a (wrong) list
 _SENTENCE_END_RE = re.compile(r"\.(?![0-9])|。|!|\?")
 _DISPLAY = {"\\[": "\\]", "$$": "$$"}

@@ -42,8 +42,8 @@ logger = logging.getLogger(__name__)
 
 _READY = "ready"
 _CACHE_SIZE = 100_000  # entries of (pred, gold) -> bool; cleared when full (strings are short, <300 chars each)
-CALL_BUDGET = 250_000  # Python calls per request: ~0.1-0.2 s on a warm child; typical requests use 10k-120k
-CPU_GUARD_S = 0.35  # child CPU seconds per request, for work inside C that the call count cannot see
+CALL_BUDGET = 150_000  # Python calls per request, ~0.15 s on a warm idle child; what reaches the child uses 20k-100k
+CPU_GUARD_S = 0.3  # child CPU seconds per request, for work inside C that the call count cannot see
 
 
 class _Child:

@@ -14,16 +14,17 @@ equivalence.py) decides single expressions. The rules, each a convention (see re
 - `x \\in I` is I; an interval answers a gold `a < x < b` or `x \\ge a` (not the other way round: a gold in
   interval notation wants one); one relation compares with another by algebra.py (`x \\ge 3` is `3 \\le x`,
   `2x+4y=3` is `y=-x/2+3/4`); `\\pm` is its two values;
-- matrices (`pmatrix`, `bmatrix`, `array`) compare entry by entry.
+- matrices (`pmatrix`, `bmatrix`, `array`) compare entry by entry; a sum or product of numeric matrices is
+  evaluated first.
 Linear in the answer's length, apart from the any-order matching (at most MAX_ITEMS squared comparisons).
-Left out on purpose: solving an inequality in |x| into intervals, unevaluated matrix arithmetic.
+Left out on purpose: solving an inequality in |x| into intervals, symbolic matrix arithmetic.
 """
 from __future__ import annotations
 
 import re
 from typing import Callable
 
-from grpo_math.exact import depth
+from grpo_math.exact import depth, value
 
 MAX_ITEMS = 40  # longer lists are cut there (and then differ from a longer gold)
 MAX_NESTING = 20  # brackets deep; deeper answers are compared as text
@@ -121,9 +122,10 @@ def _item(p: str) -> tuple:
     for o, cl in (("(", ")"), ("[", "]")):  # `(\begin{pmatrix}..\end{pmatrix})`, `[\begin{array}..\end{array}]`
         if not m and _balanced_pair(p, o, cl):
             m = _MATRIX.fullmatch(p[1:-1].strip())
+    if m and "\\begin" not in m.group(2):
+        return ("matrix", _rows(m.group(2)))
     if m:
-        rows = [r.strip() for r in re.split(r"\\\\", m.group(2))]
-        return ("matrix", [[x.strip() for x in r.split("&")] for r in rows if r])
+        return _matrix_arithmetic(p) or ("scalar", p)
     rel = _relation(p)
     if rel is not None:
         return rel
@@ -137,6 +139,39 @@ def _item(p: str) -> tuple:
             if kind in ("", "()") and parts:
                 return _item(parts[0])  # `(x+1)`, `{5}`: grouping only
     return ("scalar", p)
+
+
+def _rows(body: str) -> list[list[str]]:
+    return [[x.strip() for x in r.split("&")] for r in (r.strip() for r in re.split(r"\\\\", body)) if r]
+
+
+_ONE_MATRIX = re.compile(r"\\begin\{([pb]matrix)\}(.*?)\\end\{\1\}", re.DOTALL)
+
+
+def _matrix_arithmetic(p: str) -> tuple | None:
+    """`A + B`, `A - B`, `A B` (up to four numeric matrices) evaluated exactly: the sum is the same answer."""
+    spans = list(_ONE_MATRIX.finditer(p))
+    ops = [p[a.end():b.start()].strip() for a, b in zip(spans, spans[1:])]
+    if not 2 <= len(spans) <= 4 or p[:spans[0].start()].strip() or p[spans[-1].end():].strip() \
+            or any(o not in ("+", "-", "", "\\cdot", "\\times") for o in ops):
+        return None
+    mats = []
+    for m in spans:
+        vals = [[value(x) for x in r] for r in _rows(m.group(2))]
+        if not vals or any(v is None or v[1] for r in vals for v in r) or len({len(r) for r in vals}) != 1:
+            return None
+        mats.append([[v[0] for v in r] for r in vals])
+    out = mats[0]
+    for op, m in zip(ops, mats[1:]):
+        if op in ("+", "-"):
+            if (len(out), len(out[0])) != (len(m), len(m[0])):
+                return None
+            out = [[a + b if op == "+" else a - b for a, b in zip(r1, r2)] for r1, r2 in zip(out, m)]
+        else:
+            if len(out[0]) != len(m):
+                return None
+            out = [[sum(row[k] * m[k][j] for k in range(len(m))) for j in range(len(m[0]))] for row in out]
+    return ("matrix", [[str(x) for x in r] for r in out])
 
 
 def _is_label(lhs: str) -> bool:

@@ -5,8 +5,8 @@
 Each row is (completion, gold, expected reward) with a comment naming its edge; `box(x)` is a well-formed
 completion boxing x. The same path serves training and eval (answers.extract_answer + answers.answers_match).
 The last test runs every table here and the peer set 5 times while busy processes load every core, and
-requires the same verdicts each time: the verdict must not depend on the clock. Left out: the peer set (test_peer_cases.py),
-the hostile set and the gold self-checks (test_reward.py).
+requires the same verdicts each time: the verdict must not depend on the clock. Left out: the peer set's
+agreement (test_peer_cases.py), the hostile set and the gold self-checks (test_reward.py).
 """
 from __future__ import annotations
 
