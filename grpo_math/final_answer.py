@@ -12,7 +12,8 @@ Rules (conventions, listed in reward.py's table):
 - anchored phrases: the last of `#### N`, `The answer is N`, `Answer: N`, `Answer $N$`, `答案是 N`. The answer
   runs to the end of its sentence; `The final answer is X` inside it, or `The largest $n$ is X`, gives X; a
   sentence with exactly one number and no hedging word gives that number (`Jane started 3 hours ago`); display
-  math that opens after the phrase and closes on a later line (`\\[ ... \\]`, `$$ ... $$`) is taken whole.
+  math that opens after the phrase and closes on a later line (`\\[ ... \\]`, `$$ ... $$`) is taken whole;
+  a math span right before `is our answer` / `is the final answer` is the answer (`Thus $x \\le 2$ is our answer`).
 Left out on purpose: the last number of free text (eval's `lenient` mode only), answers split over sentences.
 """
 from __future__ import annotations
@@ -145,11 +146,20 @@ def _statement_value(ans: str) -> str:
     return ans
 
 
+# the phrase after the answer: `Thus $x \le 2$ is our answer.` (one math span, right before it)
+_ANSWER_AFTER_RE = re.compile(r"(\$[^$\n]{1,200}\$|\\\([^\n]{1,200}?\\\))\s*is\s+(?:our|the|my)\s+(?:final\s+)?answer\b",
+                              re.IGNORECASE)
+
+
 def anchored(scope: str) -> str | None:
     """The answer after the last anchored phrase of a scope (see the module docstring), None if none."""
-    last = None
+    last = after = None
     for last in _ANCHOR_RE.finditer(scope):
         pass
+    for after in _ANSWER_AFTER_RE.finditer(scope):
+        pass
+    if after is not None and (last is None or after.start() > last.end()):
+        return clean_answer(after.group(1)) or None
     if last is None:
         return None
     rest = scope[last.end():]

@@ -66,6 +66,8 @@ MINERVA = [  # `Final Answer: The final answer is X. I hope it is correct.` and 
     ("The answer is $$\n2\\sqrt{3}\n$$ units.", "2\\sqrt3", 1.0),  # `$$` display
     ("The answer is $ \n 9 \n $", "9", 0.0),                       # inline math cannot span lines
     ("The answer is 72. I hope it is correct.", "72", 1.0),        # the sentence ends the answer
+    ("Thus $x <= 2$ is our answer.", "x \\le 2", 1.0),              # the phrase after the answer
+    ("So $5$ is not our answer.", "5", 0.0),                       # ... but not its negation
 ]
 
 NUMINA = [  # NuminaMath-style golds: labelled, joined, several boxes
