@@ -147,8 +147,8 @@ def _statement_value(ans: str) -> str:
 
 
 # the phrase after the answer: `Thus $x \le 2$ is our answer.` (one math span, right before it)
-_ANSWER_AFTER_RE = re.compile(r"(\$[^$\n]{1,200}\$|\\\([^\n]{1,200}?\\\))\s*is\s+(?:our|the|my)\s+(?:final\s+)?answer\b",
-                              re.IGNORECASE)
+_ANSWER_AFTER_RE = re.compile(
+    r"(\$[^$\n]{1,200}\$|\\\([^\n]{1,200}?\\\))\s*is\s+(?:our|the|my)\s+(?:final\s+)?answer\b", re.IGNORECASE)
 
 
 def anchored(scope: str) -> str | None:
