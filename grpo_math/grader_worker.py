@@ -15,9 +15,9 @@ Only 3 depends on load, and only for work the budget allows but a very busy mach
 
 The child is a plain `python grader_worker.py` speaking JSON lines on stdin/stdout, started with
 `subprocess`, not `multiprocessing`: spawn-mode multiprocessing would re-import the caller's `__main__`
-(main.py, hence torch) in the child. Measured on the 2-core dev box: a cold start (interpreter +
-math_verify + sympy imports + the warm-up comparisons) takes about 1.5 s; a round trip on a warm child 1-5 ms
-for easy cases, up to ~0.15 s for a request near the budget.
+(main.py, hence torch) in the child. Measured on the shared 2-core dev box at load ~4: a cold start
+(interpreter + math_verify + sympy imports + the warm-up comparisons) takes 1.2-1.7 s; a round trip on a warm
+child 30-200 ms (counting calls roughly doubles sympy's time; only what algebra.py leaves undecided comes here).
 
 Run `python grader_worker.py` only as the child (it reads requests from stdin). Left out on purpose: a pool
 of several busy children (symbolic cases are rare; one child serialised by a lock, plus one idle spare, is
