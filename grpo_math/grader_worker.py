@@ -64,6 +64,18 @@ class _Child:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def wait_ready(self, deadline: float) -> bool | None:
+        """True once the child said "ready", False if not by `deadline`, None if it died first."""
+        while not self.ready:
+            try:
+                line = self.replies.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return False
+            if line is None:
+                return None
+            self.ready = line == _READY
+        return True
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -113,23 +125,17 @@ class SymbolicWorker:
             self._start()
             if self._child is None:
                 return False
-        while not self._child.ready:
-            try:
-                line = self._child.replies.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                return False  # still starting; it stays alive for the next caller
-            if line == _READY:
-                self._child.ready = True
-                if self._spare is None:
-                    self._spare = _Child(self._command)  # warms up in the background, idle until needed
-            elif line is None:  # the child died before it could serve: math_verify missing or broken
-                self._failed_starts += 1
-                self._kill()
-                if self._failed_starts == 3:
-                    logger.warning("math-verify child failed to start 3 times; symbolic answers now count "
-                                   "as not equal (install math-verify, check `python grader_worker.py`)")
-                return False
-        return True
+        ready = self._child.wait_ready(deadline)
+        if ready is None:  # the child died before it could serve: math_verify missing or broken
+            self._failed_starts += 1
+            self._kill()
+            if self._failed_starts == 3:
+                logger.warning("math-verify child failed to start 3 times; symbolic answers now count "
+                               "as not equal (install math-verify, check `python grader_worker.py`)")
+            return False
+        if ready and self._spare is None:
+            self._spare = _Child(self._command)  # warms up in the background, idle until needed
+        return ready  # False: still starting; it stays alive for the next caller
 
     def clear_cache(self) -> None:
         self._cache.clear()
@@ -143,9 +149,17 @@ class SymbolicWorker:
 
     # -- public --
     def warm_up(self, timeout_s: float = 60.0) -> bool:
-        """Start the child and wait until it has imported math_verify; True when it is ready."""
+        """Start the child (and its spare) and wait until both have imported math_verify; True when ready.
+
+        Waiting for the spare too keeps its start-up off the clock of whatever runs next (training's first
+        steps, a benchmark's first timing).
+        """
+        deadline = time.monotonic() + timeout_s
         with self._lock:
-            return self._await_ready(time.monotonic() + timeout_s)
+            ready = self._await_ready(deadline)
+            if ready and self._spare is not None:
+                self._spare.wait_ready(deadline)
+            return ready
 
     def equivalent(self, pred: str, gold: str, *, deadline: float) -> bool | None:
         """math-verify's verdict on two short LaTeX answers, or None when it was not ready before `deadline`.
