@@ -21,11 +21,11 @@ joined as one list, a few words between them allowed), else a long solution's an
 The time bound: every step here is a linear scan of a completion capped at MAX_COMPLETION_CHARS; equivalence
 is pure Python with counted work, except math-verify, which runs in a child process that counts its own work
 under the parent's clock (see equivalence.py and grader_worker.py), so the bound holds on any thread and the
-verdict does not depend on load. Measured with bench/grader.py on a shared, busy 2-core box: 20,000-56,000
-simple or GSM8K completions/s, 50-90x TRL's `accuracy_reward` (the ratio moves with the box's load; the CPU
-time per completion is what it was before issue 11), ~100x on MATH-500 completions (their symbolic answers are
-now exact arithmetic in this process); worst of 33 hostile inputs ~75 ms, on the main thread and on a worker
-thread alike.
+verdict does not depend on load. Measured with bench/grader.py on a shared, busy 2-core box (load ~4): 34,000-
+56,000 simple or GSM8K completions/s, 60-110x TRL's `accuracy_reward` (the ratio moves with the box's load; the
+CPU time per completion is what it was before issue 11), 13,000-17,000/s and ~130x on MATH-500 completions
+(their symbolic answers are exact arithmetic in this process now); worst of 39 hostile inputs ~120 ms, on the
+main thread and on a worker thread alike.
 
 Left out on purpose: partial credit for a near answer, reward for reasoning quality, a language-model judge.
 """
