@@ -47,6 +47,14 @@ _EXACT_COS = {0: ONE, 2: _S3, 3: _S2, 4: {(): _H}, 6: {}, 8: {(): -_H}, 9: _NEG(
               21: _S2, 22: _S3}
 
 
+def _loses_sign(n: dict, d: dict, e: Fraction) -> bool:
+    """True when an even root would make a variable's power odd: sqrt(x^2) is |x|, not x (kept opaque)."""
+    if e.denominator % 2:
+        return False
+    return any(x.denominator == 1 and x.numerator % 2 == 0 and (x * e).denominator == 1 and (x * e).numerator % 2
+               for m in (*n, *d) for name, x in m if not name.startswith(("#", "@")))
+
+
 def _pi_multiple(n: dict, d: dict) -> Fraction | None:
     """t when n/d is t*pi, in turns of pi (so 1/2 is pi/2); None otherwise."""
     if d != ONE or len(n) > 1:
@@ -143,7 +151,8 @@ class _Exact:
             return self.atom(f"@{name}" + key(n, d))
         if name == "ln" and d == ONE and len(n) == 1:
             (m, c), = n.items()
-            if c > 0 and all(not x.startswith(("@", "#")) for x, _ in m):
+            if c > 0 and all(not x.startswith(("@", "#")) and not (e.denominator == 1 and e.numerator % 2 == 0)
+                             for x, e in m):  # ln(x^2) is 2 ln|x|, not 2 ln x: left opaque
                 out: dict = {}
                 for p, k in list(factor(c.numerator).items()) + [(p, -k) for p, k in factor(c.denominator).items()]:
                     out = self.ring.add(out, {((f"@ln#{p}", Fraction(1)),): Fraction(k)})
@@ -184,7 +193,7 @@ class _Exact:
                     raise Undecided
                 n, d, k = d, n, -k
             return self.normal(self.ring.power(n, k), self.ring.power(d, k))
-        if len(n) == 1 and len(d) == 1:  # a monomial to a rational power: radicals of primes
+        if len(n) == 1 and len(d) == 1 and not _loses_sign(n, d, e):  # a monomial to a rational power
             (mn, cn), = n.items()
             (md, cd), = d.items()
             c = cn / cd
