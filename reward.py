@@ -19,9 +19,20 @@ metric key (`rewards/<name>/mean`). No reward raises on model output or takes un
 | `digit` | the `<answer>` content (its `\\boxed{}` if any) is a plain number or fraction |
 | `overlong` | DAPO's soft penalty: 0, falling to -1 over the last quarter of --max_completion_length |
 
-Conventions (choices, not accidents): the answer is read after the last `</think>`, never inside thinking;
-two different boxed answers are a hedge and earn nothing; a list (`3, 4`) never matches a single gold; an
-exact gold needs an exact answer (0.333 is not 1/3).
+Conventions (choices, not accidents; the last column says where other graders choose otherwise):
+
+| topic | this grader | others |
+|---|---|---|
+| thinking | the answer is read after the last `</think>`, never inside thinking | |
+| where | `<answer>` block, else the boxes, else the last anchored phrase (`#### N`, `The answer is N`, `Answer: N`, `Final Answer: The final answer is N. I hope it is correct.`, `答案是 N`); free text with neither gives no answer | Math-Verify takes free text's last number |
+| hedges | two different boxes earn nothing; boxes joined only by connectives (`\\boxed{2} and \\boxed{3}`) are one list answer | Math-Verify takes the last box |
+| lists | `, ` always separates (`4, 500` is not 4500); a list never matches a single gold; a bare list or a set of solutions matches in any order, a tuple or an interval in order, brackets included | MATH's is_equiv: lists in order |
+| rounding | an exact gold needs an exact answer: 0.333 is not 1/3, a decimal never equals an irrational | Math-Verify, Qwen-Math round |
+| chains | `x = 5+5+1 = 7 = 11` earns nothing for 11 (a false step) | Math-Verify takes the last side |
+| labels | `(p,q)=(3,2)`, `m:n=3:5`, `AB=4`, `f(x)=1`: the label is dropped; `x=2` does not answer `y=2` | |
+| relations | `x >= 3` is `3 \\le x` (algebra, up to a positive factor); an interval answers a gold inequality, not the reverse | |
+| numbers | `1,080` and `1 080` are thousands; `25%` answers 25 or 0.25; `\\text{13}` is a word | |
+
 A user's own reward: `--reward_funcs my_rewards.py:my_fn` or `package.module:my_fn`.
 The functions live in `grpo_math/rewards.py`, extraction and grading in `grpo_math/answers.py` (shared with
 eval.py, so training and eval agree on "correct"); this file is their public face and their self-test.

@@ -9,19 +9,23 @@ runs math-verify in a killable child for the few symbolic cases.
 
 Extraction (`extract_answer`). Text inside `<think>` never counts: the answer is looked for after the last
 `</think>`; an unclosed `<think>` means no answer (a prompt ending in `<think>`, as `r1_zero` does, counts as
-the opening tag). In that final part: the last `<answer>...</answer>`, else the last `\\boxed{}`/`\\fbox{}`
-(brace-matched), else an anchored phrase (`#### N`, `The answer is N`, `Answer: N`, `答案是 N`). Two different
-boxed values in one final part are a hedge and give no answer (only the last would count anyway; refusing
-keeps "box every candidate" from ever paying). `lenient=True` (eval only, reported apart) also falls back to
-the last number.
+the opening tag). In that final part: the last `<answer>...</answer>`, else the boxes (`\\boxed{}`/`\\fbox{}`,
+brace-matched), else the last anchored phrase (`#### N`, `The answer is N`, `Answer: N`, `答案是 N`, the
+Minerva `Final Answer: The final answer is N. I hope it is correct.`); final_answer.py has the rules. Two
+different boxed values in one final part are a hedge and give no answer, unless only connectives stand
+between them (`\\boxed{2} and \\boxed{3}`): then they are one list answer, which never matches a single gold,
+so "box every candidate" never pays. `lenient=True` (eval only, reported apart) also falls back to the last
+number. Gold answers (`normalize_gold`): GSM8K's `#### N`, else a solution's boxes (NuminaMath's several boxes
+joined as one list, a few words between them allowed), else a long solution's anchored phrase, else the text.
 
 The time bound: every step here is a linear scan of a completion capped at MAX_COMPLETION_CHARS; equivalence
-is pure Python except math-verify, which runs in a child process under the parent's clock (see
-equivalence.py and grader_worker.py), so the bound holds on any thread. Measured with bench/grader.py on a
-shared, busy 2-core box: ~47,000 simple or GSM8K completions/s, ~100x TRL's `accuracy_reward` (~470/s there),
-and ~10x on MATH-500 completions (symbolic answers go to the child); worst of 27 hostile inputs 0.35-0.55 s
-(a symbolic comparison cut off at SYMBOLIC_TIMEOUT_S = 0.5 s), most under 1 ms, on the main thread and on a
-worker thread alike.
+is pure Python with counted work, except math-verify, which runs in a child process that counts its own work
+under the parent's clock (see equivalence.py and grader_worker.py), so the bound holds on any thread and the
+verdict does not depend on load. Measured with bench/grader.py on a shared, busy 2-core box (load ~4): 34,000-
+56,000 simple or GSM8K completions/s, 60-110x TRL's `accuracy_reward` (the ratio moves with the box's load; the
+CPU time per completion is what it was before issue 11), 13,000-17,000/s and ~130x on MATH-500 completions
+(their symbolic answers are exact arithmetic in this process now); worst of 39 hostile inputs ~120 ms, on the
+main thread and on a worker thread alike.
 
 Left out on purpose: partial credit for a near answer, reward for reasoning quality, a language-model judge.
 """
@@ -31,7 +35,9 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from grpo_math.equivalence import MAX_ANSWER_CHARS, canon, equal
+from grpo_math.equivalence import MAX_ANSWER_CHARS, equal
+from grpo_math.final_answer import (HEDGE, anchored, clean_answer, final_box, joined_boxes,  # noqa: F401
+                                    last_boxed)
 
 MAX_COMPLETION_CHARS = 200_000  # ~50k tokens; a longer completion gets no answer rather than a slow scan
 
@@ -79,66 +85,6 @@ def with_prefill(text: str, prompt: Any) -> str:
 # ----------------------------------------------------------------------------------------------------------
 # Extraction
 # ----------------------------------------------------------------------------------------------------------
-_BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
-_BRACE_RE = re.compile(r"\\.|[{}]", re.DOTALL)  # `\{`, `\}` (and `\\`) are consumed whole: not grouping
-
-
-def _boxes(text: str) -> list[str]:
-    """Contents of every closed `\\boxed{..}` / `\\fbox{..}` / `\\boxed N`, in order. One linear brace pass."""
-    starts = [m.end() for m in _BOX_RE.finditer(text)]
-    if not starts:
-        return []
-    close_of: dict[int, int] = {}
-    stack: list[int] = []
-    for m in _BRACE_RE.finditer(text, starts[0]):
-        c = m.group()
-        if c == "{":
-            stack.append(m.start())
-        elif c == "}" and stack:
-            close_of[stack.pop()] = m.start()
-    out = []
-    for j in starts:
-        k = j
-        while k < len(text) and text[k] == " ":
-            k += 1
-        if k < len(text) and text[k] == "{":
-            end = close_of.get(k)
-            if end is not None:
-                out.append(text[k + 1:end].strip())
-        elif k > j:  # `\boxed 5`: one token, up to whitespace or `$`
-            tok = re.match(r"[^\s$]+", text[k:k + MAX_ANSWER_CHARS])
-            if tok:
-                out.append(tok.group().rstrip(".,;"))
-    return out
-
-
-def last_boxed(text: str) -> str | None:
-    """The brace-matched content of the last `\\boxed{...}` / `\\fbox{...}` (or `\\boxed 5`), None if none.
-
-    >>> last_boxed(r"so \\boxed{\\frac{1}{2}} and")
-    '\\\\frac{1}{2}'
-    """
-    if not isinstance(text, str):
-        return None
-    boxes = _boxes(text)
-    return boxes[-1] if boxes else None
-
-
-_HEDGE = object()  # sentinel: two different boxed answers
-
-
-def _final_box(scope: str) -> Any:
-    """The boxed answer of a scope: None if none, _HEDGE when it boxes two different values."""
-    boxes = [b for b in _boxes(scope) if b]
-    if not boxes:
-        return None
-    distinct = {b.replace(" ", "") for b in boxes}
-    # several raw spellings may be one value (`\frac12`, `\frac{1}{2}`); more than 4 spellings is a list
-    if len(distinct) > 1 and (len(distinct) > 4 or len({canon(b) for b in distinct}) > 1):
-        return _HEDGE
-    return boxes[-1]
-
-
 _GSM_RE = re.compile(r"####\s*([^\n]*)")
 _THOUSANDS_RE = re.compile(r"(?<=[0-9]),(?=[0-9]{3}(?![0-9]))")
 
@@ -161,11 +107,15 @@ def _normalize_gold(gold: str) -> str | None:
         ans = _GSM_RE.findall(gold)[-1].strip().rstrip(".")
         return _THOUSANDS_RE.sub("", ans) or None
     if "\\boxed" in gold or "\\fbox" in gold:
-        boxed = last_boxed(gold)
+        boxed = final_box(gold)  # NuminaMath: `\boxed{1} and \boxed{-2}` is one list answer
+        if boxed == HEDGE:  # a few words between boxes still join them; else a step was boxed, then the answer
+            boxed = joined_boxes(gold, loose=True) or last_boxed(gold)
         if boxed:
             return boxed
     if len(gold) > MAX_ANSWER_CHARS:
         return None
+    if len(gold) > 80 and re.search(r"\s", gold):  # a solution text: its anchored answer, if it states one
+        return anchored(gold) or gold
     return gold
 
 
@@ -186,40 +136,13 @@ def answer_block(region: str) -> str | None:
     return None if open_ < 0 else region[open_ + len("<answer>"):close]
 
 
-_ANCHOR_RE = re.compile(
-    r"####[ \t]*(?P<a>[^\n]*)"
-    r"|(?:\b(?:final\s+)?answer(?:\s+is|\s*[:=])|(?:最终)?答案\s*(?:是|为|為|:|：))[ \t*:：]*(?P<b>[^\n]*)",
-    re.IGNORECASE)
-# a sentence ends the phrase; commas and semicolons do not, so `3, 4, or 5` stays a (wrong) list
-_SENTENCE_END_RE = re.compile(r"\.(?![0-9])|。|!|\?")
-
-
-def clean_answer(ans: str) -> str:
-    ans = ans.strip().strip("*").strip()
-    for a, b in (("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
-        if ans.startswith(a) and ans.endswith(b) and len(ans) >= len(a) + len(b):
-            ans = ans[len(a):len(ans) - len(b)].strip()
-    return ans.rstrip(".").strip()
-
-
-def _anchored(scope: str) -> str | None:
-    last = None
-    for last in _ANCHOR_RE.finditer(scope):
-        pass
-    if last is None:
-        return None
-    ans = last.group("a") if last.group("a") is not None else last.group("b")
-    ans = _SENTENCE_END_RE.split(ans, 1)[0] if last.group("b") is not None else ans
-    return clean_answer(ans) or None
-
-
 def _from_scope(scope: str, in_block: bool) -> str | None:
-    box = _final_box(scope)
-    if box is _HEDGE:
+    box = final_box(scope)
+    if box is HEDGE:
         return None
     if box is not None:
         return box
-    ans = _anchored(scope)
+    ans = anchored(scope)
     if ans is None and in_block:
         ans = clean_answer(scope) or None
     return ans

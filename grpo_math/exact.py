@@ -3,9 +3,10 @@
     value("1,080")          # (Fraction(1080), False)
     value("\\frac{3}{4}")   # (Fraction(3, 4), False);  value("25%") -> (Fraction(25), True)
 
-equivalence.py's step 2: `1,080`, `$`, `%`, `72.0`, `\\frac{-3}{4}`, `2^{10}`, `5!`, `1.5\\times10^3`, mixed numbers
-and simple units evaluate exactly, so near-equal huge fractions differ. Sizes are capped: results over ~1,200
-digits, factorials over 300!, nesting over 20 are refused (None), and a refused answer is compared as text.
+equivalence.py's step 2: `1,080`, `1 080`, `$`, `%`, `pct`, `72.0`, `\\frac{-3}{4}`, `2^{10}`, `5!`, `1.5\\times10^3`,
+mixed numbers, currency after the number (`12.50€`) and simple units (`3.5 m²`) evaluate exactly, so near-equal
+huge fractions differ; `4, 500` (a comma and a space) is a list, not a number. Sizes are capped: results over
+~1,200 digits, factorials over 300!, nesting over 20 are refused (None), and a refused answer is compared as text.
 Linear in the input on capped inputs; never builds a sympy object. Left out on purpose: irrational values
 (symbolic, equivalence.py's step 4), approximate equality (0.333 is not 1/3).
 """
@@ -175,11 +176,16 @@ def value(c: str) -> tuple[Fraction, bool] | None:
     s, pct = c, False
     if s.endswith("%"):
         s, pct = s[:-1], True
-    elif s.lower().endswith("percent"):
-        s, pct = s[:-len("percent")], True
-    # a unit tail made of words (`72 apples`, `5 cm^2`, `3 \text{ hours}`): a linear scan, not a regex
+    else:
+        word = re.search(r"(?<![A-Za-z])(?:percent|percentage|pct)$", s, re.IGNORECASE)
+        if word:
+            s, pct = s[:word.start()], True
+    s = s.rstrip()
+    if s.endswith(("€", "£", "¥", "元")):  # currency after the number: `12.50€`
+        s = s[:-1]
+    # a unit tail made of words (`72 apples`, `5 cm^2`, `3.5 m²`, `3 \text{ hours}`): a linear scan, not a regex
     i = len(s)
-    unit = re.search(r"\^\{?[23]\}?$", s)
+    unit = re.search(r"(?:\^\{?[23]\}?|[²³])$", s)
     j = unit.start() if unit and re.search(r"[A-Za-z]$", s[:unit.start()]) else i
     i = j
     while i > 0 and (s[i - 1].isascii() and (s[i - 1].isalpha() or s[i - 1] in " .")):
@@ -187,13 +193,15 @@ def value(c: str) -> tuple[Fraction, bool] | None:
     tail = s[i:].strip()
     if tail and i > 0 and s[i - 1] != "\\":
         words = tail.replace(".", " ").lower().split()
-        if words and len(words) <= 3 and all(len(w) >= 2 and w not in _NOT_UNIT for w in words):
+        squared_metre = j < len(s) and words == ["m"]  # `m²`, `m^3`: the one single-letter unit taken
+        if words and len(words) <= 3 and (squared_metre or all(len(w) >= 2 and w not in _NOT_UNIT for w in words)):
             s = s[:i]
     s = s.strip()
     if s.startswith(("$", "€", "£", "¥")):
         s = s[1:]
-    if re.fullmatch(r"[+-]?[1-9][0-9]{0,2}(?:,[0-9]{3})+(?:\.[0-9]+)?", s):
-        s = s.replace(",", "")
+    # thousands: `1,080` and `1 080` (a space or thin space); `4, 500` (comma and space) is a list, never 4500
+    if re.fullmatch(r"[+-]?[1-9][0-9]{0,2}(?:(?:,[0-9]{3})+|(?: [0-9]{3})+)(?:\.[0-9]+)?", s):
+        s = s.replace(",", "").replace(" ", "")
     mixed = re.fullmatch(r"([+-]?)([0-9]+)\\frac\{([0-9]+)\}\{([0-9]+)\}", s)
     if mixed and 0 < int(mixed[3]) < int(mixed[4]) and len(s) < 100:  # `1\frac{4}{5}` is 9/5 (MATH's mixed numbers)
         v = int(mixed[2]) + Fraction(int(mixed[3]), int(mixed[4]))

@@ -51,6 +51,13 @@ def hostile_cases() -> list[tuple[str, object, str]]:
         ("(x+1)^99 expansion", boxed("(x+1)^{99}"), "x^{99}"),
         ("long polynomial", boxed("+".join(f"x^{{{i}}}" for i in range(60))), "x"),
         ("sqrt2 + 10^-99", boxed("\\sqrt{2}+10^{-99}"), "\\sqrt{2}"),
+        ("(x+1)^99 against (x+2)^99", boxed("(x+1)^{99}"), "(x+2)^{99}"),
+        ("sin^200 identity", boxed("\\sin^{200} x"), "\\cos^{200} x"),
+        ("40 symbolic items, any order", boxed(", ".join(f"(x+{i})^{{9}}" for i in range(40))),
+         ", ".join(f"(x+{i + 1})^{{9}}" for i in range(40))),
+        ("400-link inequality chain", boxed("<".join(["x"] * 400)), "x<1"),
+        ("200-deep tuple", boxed("(" * 200 + "1,2" + ")" * 200), "(1,3)"),
+        ("40 joined boxes", ", ".join(f"\\boxed{{{i}}}" for i in range(40)), "1"),
         # characters that look like digits
         ("Arabic-Indic digits", boxed("\u0667\u0662"), "72"),
         ("superscript digit", boxed("7\u00b2"), "72"),

@@ -460,8 +460,11 @@ def test_symbolic_path_is_used_only_when_needed(monkeypatch):
     assert equal("1,080", "1080") and equal("(3,4]", "(3, 4]") and not equal("5", "p - q")
     assert not equal("x+1", "x+2, x+3")
     assert calls == []                                            # numbers, text, lists, shapes: no child
-    assert equal("\\frac{1}{\\sqrt{2}}", "\\frac{\\sqrt{2}}{2}")
-    assert len(calls) == 1
+    assert equal("\\frac{1}{\\sqrt{2}}", "\\frac{\\sqrt{2}}{2}") and equal("(x+1)^2", "x^2+2x+1")
+    assert calls == []                                            # radicals, polynomials: exact, in-process
+    assert equal("\\tan^2 y + 1", "\\sec^2 y") and calls == []   # sin^2 + cos^2 = 1: in-process too
+    assert equal("2\\sin x\\cos x", "\\sin 2x")
+    assert len(calls) == 1                                        # a double-angle identity: the child
 
 
 # ---------------------------------------------------------------------------------------------------------
