@@ -31,6 +31,10 @@ from grpo_math.rewards import RewardError, check_reward_funcs
 
 logger = logging.getLogger(__name__)
 
+# What --demo trains, in the words of the end-of-run summary (grpo_math/warm_start.py has the recipe).
+DEMO_START = ("the tiny model after a supervised warm start on arithmetic:1's train split: it mostly answers at "
+              "once, sometimes works the sum out (python -m grpo_math.warm_start)")
+
 
 class RunError(RuntimeError):
     """A run that cannot proceed for a reason the user can fix; the message is one line."""
@@ -118,8 +122,9 @@ def run(config: RunConfig) -> Path:
     from grpo_math.rollout import resolve_fast_generation
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # TRL 1.16 calls a transformers 5 property that warns on every step; it is theirs to rename, not the user's
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    # TRL 1.16 calls transformers 5's deprecated gradient_checkpointing names (a warning each time): theirs to
+    # rename, not the user's
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)
     t0 = time.time()
     out = Path(config.output_dir)
     main_process = is_main_process()
@@ -132,10 +137,10 @@ def run(config: RunConfig) -> Path:
     set_seed(config.seed)
 
     # 2. data (a bad dataset fails before any model loads), then the tokenizer to drop long prompts
-    if config.build_tiny_model:
-        from grpo_math.tiny_model import save_tiny_model
+    if config.build_tiny_model:  # --demo: the tiny model after its supervised warm start (shipped)
+        from grpo_math.warm_start import warm_start_model
 
-        save_tiny_model(config.model_id, seed=config.seed)
+        warm_start_model(config.model_id)
     try:
         train_ds = load_math_dataset(
             config.dataset_id, config.split, max_samples=config.max_samples, prompt_template=config.prompt_template,
@@ -213,7 +218,8 @@ def run(config: RunConfig) -> Path:
     # 8. plots, training_report.json and the summary; a plotting failure never fails a finished run
     if trainer.is_world_process_zero():
         print_summary(out, console.health, wall_time_s=time.time() - t0,
-                      tensorboard="tensorboard" in config.report_to)
+                      tensorboard="tensorboard" in config.report_to,
+                      started_from=DEMO_START if config.build_tiny_model else None)
     return final
 
 
@@ -269,7 +275,7 @@ def write_run_config(config: RunConfig, extra: dict) -> Path:
     return path
 
 
-def print_summary(out: Path, health, *, wall_time_s: float, tensorboard: bool) -> None:
+def print_summary(out: Path, health, *, wall_time_s: float, tensorboard: bool, started_from: str | None = None) -> None:
     """Plots and training_report.json, then the summary; plotting errors become a warning."""
     from grpo_math import plots
     from grpo_math.report import format_summary
@@ -280,8 +286,8 @@ def print_summary(out: Path, health, *, wall_time_s: float, tensorboard: bool) -
         logger.warning("could not draw the plots (%s: %s); rerun `python visualize.py %s`", type(e).__name__, e, out)
         written = out / rundir.REPORT  # written before the plots, unless the log itself was unreadable
         report = json.loads(written.read_text()) if written.is_file() else {"run_dir": str(out)}
-    print(format_summary(report, wall_time_s=wall_time_s, warnings=health.warnings, tensorboard=tensorboard),
-          flush=True)
+    print(format_summary(report, wall_time_s=wall_time_s, warnings=health.warnings, tensorboard=tensorboard,
+                         started_from=started_from), flush=True)
 
 
 def _log_parameters(model: torch.nn.Module) -> None:

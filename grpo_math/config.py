@@ -37,24 +37,23 @@ VLLM_MODES = ("colocate", "server")
 MAX_SEED = 2**32 - 1  # numpy's seed range, which transformers' set_seed also feeds
 
 DEMO_DEFAULTS: dict[str, Any] = {
-    # A ~0.5M-parameter random model on one-line arithmetic problems: every stage of a real run in ~20 s on CPU.
-    "dataset_id": "arithmetic",
+    # The ~0.5M-parameter tiny model after its supervised warm start (warm_start.py) on one-digit arithmetic:
+    # every stage of a real run, and a held-out accuracy that rises, in well under a minute on two CPU cores.
+    "dataset_id": "arithmetic:1",
     "output_dir": "ckpts/demo",
-    "max_samples": 256,
-    "max_steps": 24,
+    "max_samples": 1024,
+    "max_steps": 24,  # greedy held-out accuracy typically ~40% -> 85-100% by then
     "batch_size": 16,
     "num_generations": 4,
-    "max_completion_length": 32,
+    "max_completion_length": 32,  # a worked completion is ~20 tokens: nothing is cut off
     "max_prompt_length": 256,
-    # format and accuracy stay at 0 for a random model (the demo's warnings say so); tag_count's partial credit
-    # for stray <think>/<answer> tags is something it can learn: its mean rises from 0 to ~0.1 in 24 steps
-    "reward_funcs": ["format", "accuracy", "tag_count"],
-    "learning_rate": 5e-3,  # a random tiny model needs large steps to move visibly in 24 updates
+    "reward_funcs": ["format", "accuracy"],
+    "learning_rate": 1e-3,
     "lora_r": 8,
     "lora_alpha": 16,
     "save_steps": 8,
     "eval_every": 8,
-    "eval_samples": 16,
+    "eval_samples": 64,  # held-out problems per eval: steps of 1.6 points
     "eval_before_train": True,
     "log_completions_steps": 4,
     "device": "cpu",  # the tiny model is faster on CPU than a GPU launch

@@ -5,7 +5,7 @@
         logger.warning(message)
 
 No learning signal (nearly every group gives all its completions the same reward), truncated completions
-(nearly every one hits --max_completion_length), a constant reward. Pure logic on the numbers TRL logs, so
+(nearly every one hits --max_completion_length), a reward stuck at 0 (or below) for every completion. Pure logic on the numbers TRL logs, so
 it is unit-tested without a model; `callbacks.ConsoleProgress` shows the warnings and TensorBoard records them.
 Left out on purpose: a warning on the loss alone (GRPO's loss is not a progress measure).
 """
@@ -76,7 +76,9 @@ class HealthCheck:
             name = key[len("rewards/"):-len("/mean")]
             mean, std = as_number(logs[key]), as_number(logs.get(f"rewards/{name}/std"))
             previous = self._last_mean.get(name)
-            steady = (mean is not None and std is not None and std <= CONSTANT_TOL
+            # only a reward stuck at 0 or below needs the user: one every completion already earns (format, once
+            # learned) is as it should be, and "no learning signal" covers a reward that no longer separates
+            steady = (mean is not None and std is not None and std <= CONSTANT_TOL and mean <= CONSTANT_TOL
                       and (previous is None or abs(mean - previous) <= CONSTANT_TOL))
             self._last_mean[name] = mean
             steps = self._track(f"constant:{name}", steady, step)

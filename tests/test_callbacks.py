@@ -251,8 +251,10 @@ def run_health(sequence: list[dict]) -> list[tuple[int, str]]:
     ([step_logs(clipped=0.92)] * 3, [(3, "cut off")]),
     # 'format' is 0 for every completion for 3 steps
     ([step_logs(fmt=(0.0, 0.0))] * 3, [(3, "'format' = 0 for every completion")]),
-    # both rewards constant: one message naming both
-    ([step_logs(fmt=(0.0, 0.0), acc=(1.0, 0.0))] * 3, [(3, "'format' = 0, 'accuracy' = 1")]),
+    # both rewards constant: one message naming both when both are stuck at 0 or below
+    ([step_logs(fmt=(0.0, 0.0), acc=(-1.0, 0.0))] * 3, [(3, "'format' = 0, 'accuracy' = -1")]),
+    # a reward every completion already earns (format, once learned) needs nothing from the user
+    ([step_logs(fmt=(1.0, 0.0))] * 3, []),
     # zero spread within each step but the mean moves between steps: not constant
     ([step_logs(fmt=(m, 0.0)) for m in (0.0, 0.5, 1.0)], []),
     # a missing value (all rewards None that step) is not evidence either way

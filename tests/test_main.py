@@ -93,7 +93,7 @@ def test_config_file_values_and_command_line_precedence(tmp_path):
 
 def test_demo_defaults_yield_to_config_and_flags(tmp_path):
     a = args_for("--demo", tmp_path=tmp_path)
-    assert a.dataset_id == "arithmetic" and a.max_steps == main.DEMO_DEFAULTS["max_steps"]
+    assert a.dataset_id == "arithmetic:1" and a.max_steps == main.DEMO_DEFAULTS["max_steps"]
     cfg = tmp_path / "c.yaml"
     cfg.write_text("max_steps: 3\n")
     a = args_for("--demo", "--config", str(cfg), "--max_completion_length", "16", tmp_path=tmp_path)
