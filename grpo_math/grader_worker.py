@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -185,6 +186,9 @@ def shared_worker() -> SymbolicWorker:
 
 def _serve() -> None:
     """Child main loop: `[id, pred, gold]` in, `[id, bool]` out, one JSON line each."""
+    # Ctrl-C reaches the whole process group; the parent finishes its step on it, so the child must outlive it.
+    # It still ends with its parent, however that dies: stdin closes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
     from sympy import Expr
 

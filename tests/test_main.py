@@ -122,16 +122,29 @@ def test_missing_config_file(tmp_path):
         args_for("--config", str(tmp_path / "nope.yaml"), tmp_path=tmp_path)
 
 
-def test_an_existing_run_is_not_overwritten_by_accident(tmp_path):
+@pytest.mark.parametrize("progress", ["checkpoint-4/", "final/", "train_log.json"])
+def test_an_existing_run_is_not_overwritten_by_accident(tmp_path, progress):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "run_config.json").write_text(json.dumps({"args": {}}))
+    if progress.endswith("/"):
+        (tmp_path / "run" / progress).mkdir()
+    else:
+        (tmp_path / "run" / progress).write_text('[{"step": 1, "loss": 0.5}]')  # one logged step
     with pytest.raises(UsageError, match="already holds a run"):
         args_for("--device", "cpu", tmp_path=tmp_path)
     assert args_for("--device", "cpu", "--overwrite_output_dir", tmp_path=tmp_path).overwrite_output_dir
 
 
+def test_a_run_that_stopped_before_its_first_step_does_not_block_the_same_command(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run_config.json").write_text(json.dumps({"args": {}}))
+    (tmp_path / "run" / "train_log.json").write_text("[]\n")  # what a run that failed at step 1 leaves
+    assert args_for("--device", "cpu", tmp_path=tmp_path).output_dir == str(tmp_path / "run")
+
+
 def test_demo_replaces_only_an_earlier_demo_run(tmp_path):
     (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint-8").mkdir()
     (tmp_path / "run" / "run_config.json").write_text(json.dumps({"args": {"demo": True}}))
     assert args_for("--demo", tmp_path=tmp_path).overwrite_output_dir  # rerunning the demo just works
     (tmp_path / "run" / "run_config.json").write_text(json.dumps({"args": {"demo": False}}))
