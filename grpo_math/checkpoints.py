@@ -1,7 +1,7 @@
 """Checkpoints a run can trust: what makes one complete, publishing one atomically, and which one to resume from.
 
-    python -m grpo_math.checkpoints RUN_DIR     # eval.sh: the steps whose weights can be scored, one per line;
-                                                # each directory it skips is named on stderr with the reason
+    python -m grpo_math.checkpoints RUN_DIR     # eval.sh: the steps whose weights can be scored, one per line,
+                                                # and a "skipping checkpoint-N: why" line for each other one
 
 A checkpoint becomes `RUN_DIR/checkpoint-N/` only when it is complete: the trainer writes it under
 `RUN_DIR/.partial/checkpoint-N/`, `publish` fsyncs every file and then renames the directory into place. A
@@ -271,7 +271,7 @@ def rotate(run_dir: str | Path, keep: int | None, newest: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the steps of RUN_DIR's checkpoints whose weights load; name the others, and why, on stderr."""
+    """Print the steps of RUN_DIR's checkpoints whose weights load, and a line naming each other one and why."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         print("usage: python -m grpo_math.checkpoints RUN_DIR", file=sys.stderr)
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     for step, ckpt in checkpoint_dirs(argv[0]):
         problem = weights_problem(ckpt)
         if problem:
-            print(f"skipping {ckpt.name}: {problem}", file=sys.stderr)
+            print(f"skipping {ckpt.name}: {problem}")
         else:
             print(step)
     return 0
