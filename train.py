@@ -289,10 +289,11 @@ def _resolve_resume(config: RunConfig) -> str | None:
         raise RunError(str(e)) from None
     if ckpt is None:
         return None
-    later = checkpoints.checkpoints_after(config.output_dir, ckpt)
+    later = checkpoints.checkpoints_after(config.output_dir, ckpt) if config.resume_from_checkpoint != "latest" \
+        else []  # latest has logged the newer ones it skipped
     if later:
-        logger.warning("resuming from %s while %s exist: they are from the earlier run and are replaced as this one "
-                       "reaches their steps", ckpt.name, ", ".join(c.name for c in later))
+        logger.warning("resuming from %s, older than %s: those are the earlier run's, replaced as this one reaches "
+                       "their steps", ckpt.name, ", ".join(c.name for c in later))
     return str(ckpt)
 
 

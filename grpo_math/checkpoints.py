@@ -239,6 +239,12 @@ def publish(staged: Path, target: Path) -> None:
     _tidy(staged.parent)
 
 
+def discard(staged: Path) -> None:
+    """Remove a save that failed (a full disk: this gives the space back), and .partial/ when it is then empty."""
+    shutil.rmtree(staged, ignore_errors=True)
+    _tidy(staged.parent)
+
+
 def _tidy(staging: Path) -> None:
     try:
         staging.rmdir()  # only when empty: nothing is being written or deleted

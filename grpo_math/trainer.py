@@ -30,7 +30,6 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import shutil
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -114,9 +113,9 @@ def guard_reward(fn: Callable) -> Callable:
         except Exception as e:  # noqa: BLE001 - a user's code: reported with its name, the cause kept for --debug
             detail = " ".join(str(e).split())[:200]
             raise RewardFailure(f"reward {name!r} raised {type(e).__name__}: {detail} at {step}") from e
-        problem = values_problem(values, len(kwargs.get("completions") or ()))
+        problem = values_problem(values, len(kwargs.get("completions") or ()), f" at {step}")
         if problem:
-            raise RewardFailure(f"reward {name!r} {problem} at {step}")
+            raise RewardFailure(f"reward {name!r} {problem}")
         return values
 
     return guarded
@@ -162,7 +161,7 @@ class GuardedGRPOTrainer(GRPOTrainer):
             super()._save_checkpoint(model, trial)  # TRL's and transformers' own save, into `staged`
         except BaseException:
             if self.args.should_save:
-                shutil.rmtree(staged, ignore_errors=True)  # gives back the space a full disk needs
+                checkpoints.discard(staged)  # gives back the space a full disk needs
             raise
         finally:
             self._saving_aside = False
