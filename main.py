@@ -9,7 +9,8 @@
 This file only parses. Precedence of settings: the `--demo` defaults, then the `--config` YAML file, then the
 command line. `grpo_math.config.resolve` then checks every value, whatever its source, and every flag
 against the others, before any model or dataset loads: a bad one stops the run with one line naming it
-(exit code 2). Then `train.run` does the work with the frozen config.
+(exit code 2). Then `train.run` does the work with the frozen config. Exit codes: 0 done, 2 a one-line error,
+143 / 130 stopped by SIGTERM / SIGINT after saving a checkpoint (the resume command is printed).
 """
 
 from __future__ import annotations

@@ -6,7 +6,10 @@
 tool's flag names become library names are here: `build_lora_config` (PEFT) and `build_grpo_config` (TRL).
 The rest is the engine in `grpo_math/`: data.py loads the data contract, rewards.py the reward functions,
 trainer.py the GRPOTrainer subclass (fast rollouts from rollout.py), callbacks.py what a user sees while it
-runs, plots.py and report.py what they see after.
+runs, plots.py and report.py what they see after. Around the flow: runlock.py keeps a second run out of the
+directory, interrupts.py turns SIGTERM/SIGINT into "save and stop", checkpoints.py decides what `latest` is,
+and nothing of the run is written until training starts (the demo's tiny base model aside), so a run that
+fails earlier leaves the directory as it was. final/ is written aside and renamed into place, like a checkpoint.
 Left out on purpose: anything a flag does not ask for (no hidden schedules, no automatic hyper-parameters).
 """
 

@@ -25,7 +25,7 @@ import main
 from grpo_math import checkpoints, runlock
 from grpo_math.rewards import RewardFailure
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
 ARGV = ["--demo", "--report_to", "none", "--eval_every", "0", "--no-eval_before_train", "--batch_size", "4",
@@ -36,15 +36,6 @@ TOY = str(TESTS / "toy_rewards.py") + ":digit_share"
 @pytest.fixture(autouse=True)
 def info_logs(caplog):
     caplog.set_level(logging.INFO)  # the lines that name skipped checkpoints and taken-over locks
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # two cores shared with other runs: one torch thread is several times faster than two contending
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def train(out: Path, *extra: str, reward: str = TOY, steps: int = 3) -> int:
@@ -202,7 +193,7 @@ def test_every_bad_value_is_caught_where_the_reward_returns_it():
     for value, message in [(float("nan"), "returned nan (completion 1) at step 7"), (float("-inf"), "returned -inf"),
                            (-1e39, "returned -1e+39 (completion 1) at step 7, which overflows float32"),
                            (None, None), (True, "returned True"), ([1], "returned [1]")]:
-        def reward(completions, **kwargs):
+        def reward(completions, value=value, **kwargs):
             return [0.5, value]
         reward.__name__ = "mine"
         call = guard_reward(reward)
