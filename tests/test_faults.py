@@ -50,6 +50,11 @@ OTHER_MOMENTS = [
     # last ones may find the run finished, which the check allows
     {"after_s": 0.4}, {"after_s": 0.9}, {"after_s": 1.4}, {"after_s": 1.9},
 ]
+SECOND_SAVES = [  # the same saves one checkpoint later in the process, and rotation's deletion
+    {"after_s": 0.2},  # while the flags are checked
+    kill("torch.save", 5, "cut"), kill("state_json", 2, "before"), kill("rename", 2),
+    kill("fsync", 16), kill("safetensors", 2, "before"), kill("rmtree", 3, "before"),
+]
 SIGNALS = [
     {"signal": "SIGTERM", "event": "replace", "at": 3},  # mid-run: finish the step, save, exit 143
     {"signal": "SIGINT", "event": "replace", "at": 2},  # Ctrl-C: the same, exit 130, no KeyboardInterrupt
@@ -60,6 +65,7 @@ PLAN = {"argv": ARGV, "chains": [
     {"name": "reference", "attempts": []},
     {"name": "saves", "attempts": INSIDE_SAVES},
     {"name": "moments", "attempts": OTHER_MOMENTS},
+    {"name": "second_saves", "attempts": SECOND_SAVES},
     # checkpoints every 4 steps, so a signal's checkpoint is one the schedule would not have written
     {"name": "signals", "attempts": SIGNALS, "extra_argv": ["--save_steps", "4"]},
 ]}
@@ -119,7 +125,8 @@ def test_the_reference_run_learns_something(faults):
     assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # B starts at 0: the runs below really train
 
 
-@pytest.mark.parametrize("name, planned", [("saves", INSIDE_SAVES), ("moments", OTHER_MOMENTS)])
+@pytest.mark.parametrize("name, planned", [("saves", INSIDE_SAVES), ("moments", OTHER_MOMENTS),
+                                           ("second_saves", SECOND_SAVES)])
 def test_sigkill_anywhere_then_latest_resumes_bit_identically(faults, name, planned):
     killed = check_chain(faults[name], planned)
     assert killed >= len(planned) - 3  # at most the 3 last faults by the clock came too late
