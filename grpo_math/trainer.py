@@ -99,21 +99,24 @@ def use_one_gpu(config: GRPOConfig) -> None:
 # The trainers
 
 
-def guard_reward(fn: Callable) -> Callable:
-    """`fn` with its failures made `RewardFailure`s naming it and the step: an exception, or a return value that
-    `rewards.values_problem` rejects (inf, nan, 1e308, a string, the wrong count)."""
+def guard_reward(fn: Callable, when: str | None = None) -> Callable:
+    """`fn` with its failures made `RewardFailure`s naming it and the step (or `when`, e.g. "the accuracy eval"):
+    an exception, or a return value that `rewards.values_problem` rejects (inf, nan, 1e308, a string, the wrong
+    count)."""
     name = getattr(fn, "__name__", repr(fn))
 
     @functools.wraps(fn)
     def guarded(*args: Any, **kwargs: Any) -> list:
         state = kwargs.get("trainer_state")
-        step = f"step {state.global_step + 1}" if state is not None else "a step"  # the step being computed
+        # the step being computed (TRL passes its state to rewards)
+        step = when or (f"step {state.global_step + 1}" if state is not None else "a step")
         try:
             values = fn(*args, **kwargs)
         except Exception as e:  # noqa: BLE001 - a user's code: reported with its name, the cause kept for --debug
             detail = " ".join(str(e).split())[:200]
             raise RewardFailure(f"reward {name!r} raised {type(e).__name__}: {detail} at {step}") from e
-        problem = values_problem(values, len(kwargs.get("completions") or ()), f" at {step}")
+        completions = kwargs["completions"] if "completions" in kwargs else args[0] if args else ()
+        problem = values_problem(values, len(completions), f" at {step}")
         if problem:
             raise RewardFailure(f"reward {name!r} {problem}")
         return values
