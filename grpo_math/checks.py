@@ -15,7 +15,7 @@ from typing import Any
 
 from grpo_math import hub, rundir, runlock
 from grpo_math.config import DEFAULT_MODEL, RunConfig, UsageError
-from grpo_math.devices import resolve_placement, world_size
+from grpo_math.devices import is_main_process, resolve_placement, world_size
 
 
 def _check_generation_batch(v: dict[str, Any], world: int) -> None:
@@ -101,7 +101,7 @@ def _check_output_dir(v: dict[str, Any]) -> bool:
     first step left nothing worth keeping, so the same command can simply run again.
     """
     out, resume = Path(v["output_dir"]), v["resume_from_checkpoint"]
-    busy = runlock.holder(out)
+    busy = runlock.holder(out) if is_main_process() else None  # other ranks: rank 0 of this launch may hold it
     if busy is not None:
         raise UsageError(runlock.busy_message(out, busy))
     overwrite = v["overwrite_output_dir"] or bool(v["demo"] and not resume and rundir.is_demo_run(out))
