@@ -2,8 +2,9 @@
 
 `config.resolve` calls `resolve_checked` with values whose types and ranges are already checked; this module
 checks what depends on several flags (the generation batch and the group size, rewards and their weights) or
-on the machine (a path that must exist, a local dataset's columns and split, the device and dtype, an earlier
-run in --output_dir), loads the reward functions once, and builds the frozen `RunConfig`.
+on the machine (a path that must exist, a local dataset's columns and split, the device and dtype, a logging
+backend's package, an earlier or a live run in --output_dir), loads the reward functions once, and builds the
+frozen `RunConfig`.
 Each failure raises a ValueError with one line naming the flag, the value and what would work.
 """
 

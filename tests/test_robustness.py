@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -271,6 +272,16 @@ def test_a_second_live_run_in_the_same_directory_is_refused_with_its_pid(tmp_pat
     finally:
         holder.communicate("")
     assert train(out, steps=1) == 0  # the other run ended: its lock is free
+
+
+def test_the_lock_names_its_holder_and_leaves_nothing_behind(tmp_path):
+    first, second = runlock.RunLock(tmp_path / "new"), runlock.RunLock(tmp_path / "new")
+    first.acquire()
+    assert runlock.holder(tmp_path / "new")["pid"] == os.getpid()
+    with pytest.raises(runlock.RunDirBusy, match=rf"in use by another run \(PID {os.getpid()}, started "):
+        second.acquire()
+    first.release()
+    assert runlock.holder(tmp_path / "new") is None and not (tmp_path / "new").exists()  # it made the directory
 
 
 def test_a_lock_left_by_a_dead_process_is_taken_over_with_a_log_line(tmp_path, caplog):
