@@ -9,6 +9,7 @@
 # results/<run>/summary.json and the table (eval.py --summarize). The base model is run_config.json's model_id.
 # A result already there with the same settings and weights is kept (eval.py --skip_existing), and an
 # interrupted eval resumes from its partial file, so rerunning after a failure redoes only what is missing.
+# A checkpoint whose weights are missing or cut short (a save killed by an older version) is skipped with a line.
 # Environment: PYTHON (default python3), RESULTS_DIR (default results). Left out on purpose: running several
 # evals in parallel (each one fills the accelerator on its own).
 set -euo pipefail
@@ -40,11 +41,14 @@ score() {  # NAME MODEL_DIR [flags...]
 }
 
 score base "$base_model" "$@"
-steps=$(for d in "$run_dir"/checkpoint-*; do
-    n=${d##*/checkpoint-}
-    if [[ -d $d && $n =~ ^[0-9]+$ ]]; then echo "$n"; fi
-done | sort -n)
-for n in $steps; do
+# the checkpoints whose weights load, in step order; each incomplete one (a save cut short) is skipped, with a
+# line saying why. PYTHONPATH: this checkout's grpo_math, the one eval.py imports.
+listing=$(PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" "$py" -m grpo_math.checkpoints "$run_dir")
+steps=()
+while IFS= read -r line; do
+    if [[ $line =~ ^[0-9]+$ ]]; then steps+=("$line"); elif [[ -n $line ]]; then echo "eval.sh: $line" >&2; fi
+done <<< "$listing"
+for n in ${steps[@]+"${steps[@]}"}; do
     score "checkpoint-$n" "$run_dir/checkpoint-$n" "$@"
 done
 if [[ -d $run_dir/final ]]; then

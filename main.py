@@ -9,14 +9,17 @@
 This file only parses. Precedence of settings: the `--demo` defaults, then the `--config` YAML file, then the
 command line. `grpo_math.config.resolve` then checks every value, whatever its source, and every flag
 against the others, before any model or dataset loads: a bad one stops the run with one line naming it
-(exit code 2). Then `train.run` does the work with the frozen config.
+(exit code 2). Then `train.run` does the work with the frozen config. Exit codes: 0 done, 2 a one-line error,
+143 / 130 stopped by SIGTERM / SIGINT after saving a checkpoint (the resume command is printed).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import math
+import shlex
 import sys
 from pathlib import Path
 
@@ -131,13 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval_split", help="split for accuracy eval (default: the dataset's test split)")
     g.add_argument("--eval_before_train", action=argparse.BooleanOptionalAction,
                    help="score the starting model first")
+    g.add_argument("--debug", action="store_true",
+                   help="show the full traceback of an error in your own code (a reward) instead of one line")
 
     g = p.add_argument_group("output")
     g.add_argument("--output_dir", help="run directory (checkpoints, logs, plots, final/)")
     g.add_argument("--overwrite_output_dir", action="store_true", help="replace a run already in --output_dir")
     g.add_argument("--save_steps", type=_positive_int, help="write checkpoint-N every N steps")
     g.add_argument("--save_total_limit", type=_positive_int, help="keep only the newest N checkpoints")
-    g.add_argument("--resume_from_checkpoint", help="a checkpoint-N directory, or 'latest' in --output_dir")
+    g.add_argument("--resume_from_checkpoint",
+                   help="a checkpoint-N directory, or 'latest': the newest complete one in --output_dir")
+    g.add_argument("--resume_weights_only", action="store_true",
+                   help="resume from a checkpoint that lacks optimizer.pt or rng_state.pth: its weights and step, "
+                        "with a fresh optimizer and random state (the run will not match an uninterrupted one)")
     g.add_argument("--seed", type=int, help="random seed for data order, sampling and init")
     p.set_defaults(**copy.deepcopy(config.DEFAULTS))  # every default is declared once, in config.RunConfig
     return p
@@ -206,7 +215,24 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     values.update(given)
     for key in given:
         origin.pop(key, None)
-    return config.resolve(values, origin)
+    return dataclasses.replace(config.resolve(values, origin), resume_command=resume_command(parser, given))
+
+
+def resume_command(parser: argparse.ArgumentParser, given: dict) -> str:
+    """The command that continues this run from its newest checkpoint: the same flags as typed (the same
+    --demo and --config, so the same output directory), with --resume_from_checkpoint latest."""
+    actions = {a.dest: a for a in parser._actions if a.option_strings}
+    script = sys.argv[0] if sys.argv and Path(sys.argv[0]).name == "main.py" else "main.py"
+    words = ["python", script]
+    for dest, value in given.items():
+        if dest in ("resume_from_checkpoint", "resume_weights_only", "overwrite_output_dir"):
+            continue  # the new checkpoint is complete: no weights-only, and nothing to overwrite
+        flag = actions[dest].option_strings[0]
+        if isinstance(value, bool):
+            words.append(flag if value else flag.replace("--", "--no-", 1))
+        elif value is not None:
+            words += [flag, *map(str, value if isinstance(value, list) else [value])]
+    return shlex.join([*words, "--resume_from_checkpoint", "latest"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:  # UsageError, DatasetError, RewardError, DeviceError: all one-line, user-facing
         print(f"main.py: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while a user's reward module or a dataset check runs
+        print("main.py: interrupted before training started; nothing was written", file=sys.stderr)
+        return 130
     import train  # heavy imports (torch, transformers, trl) only after the flags are known to be good
 
     try:
@@ -222,6 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     except train.RunError as e:
         print(f"main.py: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before train.py's signal handling began: nothing was written yet
+        print("main.py: interrupted before training started; nothing was written", file=sys.stderr)
+        return 130
+    except train.Stopped as e:  # SIGTERM or SIGINT: train.py saved what there was to save
+        print(f"main.py: {e}", file=sys.stderr, flush=True)
+        return e.exit_code
     return 0
 
 

@@ -6,14 +6,19 @@
 tool's flag names become library names are here: `build_lora_config` (PEFT) and `build_grpo_config` (TRL).
 The rest is the engine in `grpo_math/`: data.py loads the data contract, rewards.py the reward functions,
 trainer.py the GRPOTrainer subclass (fast rollouts from rollout.py), callbacks.py what a user sees while it
-runs, plots.py and report.py what they see after.
+runs, plots.py and report.py what they see after. Around the flow: runlock.py keeps a second run out of the
+directory, interrupts.py turns SIGTERM/SIGINT into "save and stop", checkpoints.py decides what `latest` is,
+and nothing of the run is written until training starts (the demo's tiny base model aside), so a run that
+fails earlier leaves the directory as it was. final/ is written aside and renamed into place, like a checkpoint.
 Left out on purpose: anything a flag does not ask for (no hidden schedules, no automatic hyper-parameters).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import signal
 import sys
 import time
 import warnings
@@ -21,13 +26,16 @@ from pathlib import Path
 
 import torch
 
-from grpo_math import rundir
+from grpo_math import checkpoints, rundir
+from grpo_math.checkpoints import CheckpointError
 from grpo_math.config import RunConfig
 from grpo_math.data import DatasetError, default_eval_split, filter_long_prompts, load_math_dataset
 from grpo_math.devices import dtype_name, is_main_process
+from grpo_math.interrupts import GracefulStop, Stopped
 from grpo_math.model_io import ModelLoadError, load_model, load_tokenizer
 from grpo_math.provenance import git_commit, package_versions
-from grpo_math.rewards import RewardError, check_reward_funcs
+from grpo_math.rewards import RewardError, RewardFailure, check_reward_funcs
+from grpo_math.runlock import RunDirBusy, RunLock
 
 logger = logging.getLogger(__name__)
 
@@ -113,24 +121,50 @@ def build_grpo_config(config: RunConfig):
 
 
 def run(config: RunConfig) -> Path:
-    """Train with GRPO as configured (see main.py); returns the final/ directory."""
-    from transformers import set_seed
-    from trl import GRPOTrainer
+    """Train with GRPO as configured (see main.py); returns the final/ directory.
 
-    from grpo_math import trainer as fast
-    from grpo_math.callbacks import add_callbacks
-    from grpo_math.rollout import resolve_fast_generation
-
+    Holds the run directory's lock (runlock.py) from start to end, and handles SIGTERM/SIGINT throughout
+    (interrupts.py): a signal ends the run with `Stopped`, after saving a checkpoint when it came mid-training.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # TRL 1.16 calls transformers 5's deprecated gradient_checkpointing names (a warning each time): theirs to
     # rename, not the user's
     warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)
+    lock = RunLock(config.output_dir) if is_main_process() else None  # rank 0 alone writes the shared files
+    stop = GracefulStop(before_exit=lock.release if lock else None)
+    try:
+        if lock is not None:
+            lock.acquire()
+    except RunDirBusy as e:
+        raise RunError(str(e)) from None
+    except OSError as e:
+        raise RunError(f"--output_dir {config.output_dir}: cannot write there ({e.strerror})") from None
+    stop.install()
+    try:
+        return _run(config, stop)
+    except Stopped as e:
+        tail = (f"final/ is complete; `python visualize.py {config.output_dir}` redraws the plots" if stop.finished
+                else _where_to_resume(config))
+        raise Stopped(e.signum, f"{e}; {tail}") from None
+    finally:
+        stop.restore()
+        if lock is not None:
+            lock.release()
+
+
+def _run(config: RunConfig, stop: GracefulStop) -> Path:
+    from transformers import set_seed
+
+    from grpo_math import trainer as guarded
+    from grpo_math.callbacks import add_callbacks
+    from grpo_math.model_io import check_lora_targets
+    from grpo_math.rollout import resolve_fast_generation
+
     t0 = time.time()
     out = Path(config.output_dir)
     main_process = is_main_process()
-    if main_process and config.overwrite_output_dir and not config.resume_from_checkpoint \
-            and (out / rundir.RUN_CONFIG).exists():
-        rundir.clear_run_dir(out)
+    if main_process:
+        checkpoints.clear_staging(out)  # saves a killed run left unfinished
     resume = _resolve_resume(config)
 
     # 1. seed: data order, LoRA init and sampling all follow it
@@ -168,26 +202,26 @@ def run(config: RunConfig) -> Path:
     except RewardError as e:
         raise RunError(str(e)) from None
 
-    # 4. model (+ LoRA, which the trainer applies from the config)
+    # 4. model (+ LoRA, which the trainer applies from the config; its target names are checked here first)
     try:
         model = load_model(config.model_id, config.placement.load_dtype(config.full_finetune),
                            config.trust_remote_code)
+        if not config.full_finetune:
+            check_lora_targets(model, config.lora_target_modules, config.model_id)
     except ModelLoadError as e:
         raise RunError(str(e)) from None
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     peft_config = build_lora_config(config)
 
-    # 5. config and trainer
+    # 5. config and trainer (stock generation or rollout.py's, both with whole checkpoints and checked rewards)
     grpo_config = build_grpo_config(config)
     if config.placement.device == "cuda" and config.world_size == 1:
-        fast.use_one_gpu(grpo_config)
-    if main_process:
-        write_run_config(config, {"train_rows": len(train_ds), "dropped_long_prompts": n_dropped})
+        guarded.use_one_gpu(grpo_config)
     use_fast = resolve_fast_generation(config.fast_generation, use_vllm=config.use_vllm,
                                       device=config.placement.device)
     logger.info("generator: %s", "rollout.py" if use_fast else "TRL vLLM" if config.use_vllm else "stock TRL")
-    trainer = (fast.FastGRPOTrainer if use_fast else GRPOTrainer)(
+    trainer = (guarded.FastGRPOTrainer if use_fast else guarded.GuardedGRPOTrainer)(
         model=model,
         reward_funcs=list(config.rewards),
         args=grpo_config,
@@ -195,24 +229,50 @@ def run(config: RunConfig) -> Path:
         processing_class=tokenizer,
         peft_config=peft_config,
     )
+    trainer.resume_weights_only = config.resume_weights_only
     _log_parameters(trainer.model)
     console = add_callbacks(trainer, config, train_ds, eval_ds, tokenizer)
+    trainer.add_callback(stop)
 
-    # 6. train
+    # 6. train; the first write to the run directory is here, so a run that failed before left it as it was
+    if main_process:
+        if config.overwrite_output_dir and not resume and (out / rundir.RUN_CONFIG).exists():
+            rundir.clear_run_dir(out)
+        write_run_config(config, {"train_rows": len(train_ds), "dropped_long_prompts": n_dropped})
+    stop.training = True  # from here a signal means "save and stop after the step in progress"
     try:
         trainer.train(resume_from_checkpoint=resume)
+    except guarded.AlreadyTrained as e:
+        logger.info("%s is at %s: nothing left to train; writing final/ from it", resume, e)
+    except RewardFailure as e:
+        if config.debug:
+            raise
+        raise RunError(f"{e}; {_where_to_resume(config)}") from None
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise RunError(f"no space left on the device writing {e.filename or out}; free some, then: "
+                       f"{_where_to_resume(config)}") from None
     finally:
         console.close()  # the bar and its log redirection, also when a step raises
+        stop.training = False
+    if stop.signum is not None:
+        raise Stopped(stop.signum, f"stopped by {signal.Signals(stop.signum).name} at step {trainer.state.global_step}")
 
-    # 7. save: adapter (or full model) + tokenizer under final/, optionally a merged model
+    # 7. save: adapter (or full model) + tokenizer under final/, optionally a merged model; written aside and
+    # renamed into place, so an interrupted save never leaves half of a final/
+    stop.stage = "while writing final/"
     final = out / rundir.FINAL
-    trainer.save_model(str(final))  # collective under DeepSpeed/FSDP: every process calls it, rank 0 writes
+    staged = checkpoints.staging_dir(out) / rundir.FINAL
+    trainer.save_model(str(staged))  # collective under DeepSpeed/FSDP: every process calls it, rank 0 writes
     if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(str(final))
+        tokenizer.save_pretrained(str(staged))
         if config.merge:
             merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
-            merged.save_pretrained(str(final / "merged"))
-            tokenizer.save_pretrained(str(final / "merged"))
+            merged.save_pretrained(str(staged / "merged"))
+            tokenizer.save_pretrained(str(staged / "merged"))
+        checkpoints.publish(staged, final)
+    stop.stage, stop.finished = "while drawing the plots", True
     logger.info("done in %.1f s; final model in %s", time.time() - t0, final)
 
     # 8. plots, training_report.json and the summary; a plotting failure never fails a finished run
@@ -228,12 +288,32 @@ def run(config: RunConfig) -> Path:
 
 
 def _resolve_resume(config: RunConfig) -> str | None:
-    if config.resume_from_checkpoint != "latest":
-        return config.resume_from_checkpoint
-    checkpoints = rundir.checkpoint_dirs(config.output_dir)
-    if not checkpoints:
-        raise RunError(f"--resume_from_checkpoint latest: no checkpoint-N directory in {config.output_dir}")
-    return str(checkpoints[-1][1])
+    """The checkpoint directory to resume from (checkpoints.find_resume logs the ones it skips), or None."""
+    if not config.resume_from_checkpoint:
+        return None
+    try:
+        ckpt = checkpoints.find_resume(config.output_dir, config.resume_from_checkpoint,
+                                       weights_only=config.resume_weights_only, world_size=config.world_size)
+    except CheckpointError as e:
+        raise RunError(str(e)) from None
+    if ckpt is None:
+        return None
+    later = checkpoints.checkpoints_after(config.output_dir, ckpt) if config.resume_from_checkpoint != "latest" \
+        else []  # latest has logged the newer ones it skipped
+    if later:
+        logger.warning("resuming from %s, older than %s: those are the earlier run's, replaced as this one reaches "
+                       "their steps", ckpt.name, ", ".join(c.name for c in later))
+    return str(ckpt)
+
+
+def _where_to_resume(config: RunConfig) -> str:
+    """What a stopped run leaves to resume from, and the command, for its last message."""
+    complete = [c for _, c in rundir.checkpoint_dirs(config.output_dir)
+                if checkpoints.resume_problem(c, config.world_size) == (None, [])]
+    if not complete:
+        return "no checkpoint was saved: rerun the same command to start again"
+    how = config.resume_command or "the same command with --resume_from_checkpoint latest"
+    return f"the last checkpoint, {complete[-1].name}, is complete; resume with: {how}"
 
 
 def load_eval_dataset(config: RunConfig):

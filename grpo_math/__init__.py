@@ -17,6 +17,8 @@ One job per module (ARCHITECTURE.md has the map):
     devices, model_io,    device and dtype; loading models with clear errors; the offline tiny model;
     tiny_model,           versions and commit; the run directory's files
     provenance, rundir
+    checkpoints, runlock, whole checkpoints and which one to resume from; one run per directory; SIGTERM and
+    interrupts            SIGINT as "save and stop"
 
 Nothing here changes the environment or reads flags at import time.
 """

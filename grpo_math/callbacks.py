@@ -35,7 +35,7 @@ from grpo_math.health import HealthCheck
 from grpo_math.rewards import weighted_sum
 from grpo_math.rundir import COMPLETIONS_LOG, TRAIN_LOG, as_number, write_atomic
 from grpo_math.tensorboard import completions_markdown, tensorboard_writer
-from grpo_math.trainer import generation_logs, queue_metrics
+from grpo_math.trainer import generation_logs, guard_reward, queue_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -365,10 +365,12 @@ def add_callbacks(trainer, config: RunConfig, train_ds, eval_ds, tokenizer) -> C
     run_log.trainer = trainer
     trainer.add_callback(run_log)
     if eval_ds is not None:
+        # a user's reward that fails in the eval is named like one that fails in a step (train.py's one line)
+        rewards = [guard_reward(f, when="the accuracy eval") for f in config.rewards]
         accuracy = AccuracyEval(evaluate, eval_ds, tokenizer, every=config.eval_every,
                                 before_train=config.eval_before_train,
                                 max_completion_length=config.max_completion_length,
-                                reward_funcs=list(config.rewards), reward_weights=config.reward_weights)
+                                reward_funcs=rewards, reward_weights=config.reward_weights)
         accuracy.trainer = trainer
         trainer.add_callback(accuracy)
     console = ConsoleProgress(HealthCheck(max_completion_length=config.max_completion_length))

@@ -2,8 +2,9 @@
 
 `config.resolve` calls `resolve_checked` with values whose types and ranges are already checked; this module
 checks what depends on several flags (the generation batch and the group size, rewards and their weights) or
-on the machine (a path that must exist, a local dataset's columns and split, the device and dtype, an earlier
-run in --output_dir), loads the reward functions once, and builds the frozen `RunConfig`.
+on the machine (a path that must exist, a local dataset's columns and split, the device and dtype, a logging
+backend's package, an earlier or a live run in --output_dir), loads the reward functions once, and builds the
+frozen `RunConfig`.
 Each failure raises a ValueError with one line naming the flag, the value and what would work.
 """
 
@@ -13,9 +14,9 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from grpo_math import hub, rundir
+from grpo_math import hub, rundir, runlock
 from grpo_math.config import DEFAULT_MODEL, RunConfig, UsageError
-from grpo_math.devices import resolve_placement, world_size
+from grpo_math.devices import is_main_process, resolve_placement, world_size
 
 
 def _check_generation_batch(v: dict[str, Any], world: int) -> None:
@@ -46,6 +47,32 @@ def _check_flag_combinations(v: dict[str, Any]) -> None:
         raise UsageError("--use_vllm: vllm is not installed here; pip install vllm, or drop --use_vllm")
     if v["use_vllm"] and v["fast_generation"] == "on":
         raise UsageError("--fast_generation on and --use_vllm both choose the generator; pick one")
+    if v["resume_weights_only"] and not v["resume_from_checkpoint"]:
+        raise UsageError("--resume_weights_only says how to resume; give --resume_from_checkpoint too")
+    targets = v["lora_target_modules"]
+    if "all-linear" in targets and len(targets) > 1:
+        raise UsageError(f"--lora_target_modules {' '.join(targets)}: all-linear already names every linear layer; "
+                         "give it alone, or list module names without it")
+    _check_report_to(v["report_to"])
+
+
+# transformers' reporting integrations, and the module each one needs (find_spec: found without importing it)
+REPORTERS = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",),
+             "comet_ml": ("comet_ml",), "neptune": ("neptune",), "clearml": ("clearml",), "trackio": ("trackio",),
+             "swanlab": ("swanlab",), "dvclive": ("dvclive",), "codecarbon": ("codecarbon",),
+             "dagshub": ("dagshub",), "flyte": ("flytekit",), "azure_ml": ("azureml",), "kubeflow": ("kubeflow",)}
+
+
+def _check_report_to(report_to: list[str]) -> None:
+    for name in report_to:
+        if name in ("none", "all"):
+            continue
+        if name not in REPORTERS:
+            raise UsageError(f"--report_to {name}: not a logging backend; use none, all, or any of "
+                             f"{', '.join(REPORTERS)}")
+        if not any(importlib.util.find_spec(m) is not None for m in REPORTERS[name]):
+            raise UsageError(f"--report_to {name}: {REPORTERS[name][0]} is not installed here; pip install "
+                             f"{REPORTERS[name][0]}, or choose another backend (--report_to tensorboard, or none)")
 
 
 def _check_paths(v: dict[str, Any]) -> None:
@@ -62,15 +89,24 @@ def _check_paths(v: dict[str, Any]) -> None:
     if resume and resume != "latest" and not Path(resume).is_dir():
         raise UsageError(f"--resume_from_checkpoint {resume}: no such checkpoint directory (or use 'latest')")
     out = Path(v["output_dir"])
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--output_dir {out}: a file of that name exists; name a directory")
+    blocking = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise UsageError(f"--output_dir {out}: {blocking} is a file, not a directory; name a directory")
 
 
 def _check_output_dir(v: dict[str, Any]) -> bool:
-    """Whether the run may replace what is in --output_dir (the demo replaces only an earlier demo run)."""
+    """Whether the run may replace what is in --output_dir (the demo replaces only an earlier demo run).
+
+    A live run there is refused with its PID (the lock is taken for real in train.py). A directory holds a run
+    when an earlier one got somewhere: a checkpoint, final/, or a logged step. One that stopped before its
+    first step left nothing worth keeping, so the same command can simply run again.
+    """
     out, resume = Path(v["output_dir"]), v["resume_from_checkpoint"]
+    busy = runlock.holder(out) if is_main_process() else None  # other ranks: rank 0 of this launch may hold it
+    if busy is not None:
+        raise UsageError(runlock.busy_message(out, busy))
     overwrite = v["overwrite_output_dir"] or bool(v["demo"] and not resume and rundir.is_demo_run(out))
-    if (out / rundir.RUN_CONFIG).exists() and not (resume or overwrite):
+    if rundir.holds_a_run(out) and not (resume or overwrite):
         raise UsageError(
             f"--output_dir {out} already holds a run; pass --resume_from_checkpoint latest to continue it, "
             "--overwrite_output_dir to replace it, or another --output_dir"

@@ -132,7 +132,9 @@ class RunConfig:
     save_steps: int = 100
     save_total_limit: int | None = None
     resume_from_checkpoint: str | None = None
+    resume_weights_only: bool = False  # a checkpoint without optimizer/RNG state resumes only when asked for
     seed: int = 42
+    debug: bool = False  # full tracebacks for errors in a user's code (rewards) instead of one line
     # how the settings were given
     demo: bool = False
     config: str | None = None
@@ -141,6 +143,7 @@ class RunConfig:
     rewards: tuple[Callable, ...] = field(default=(), compare=False, repr=False)
     world_size: int = field(default=1, compare=False)
     build_tiny_model: bool = field(default=False, compare=False)  # --demo without --model_id
+    resume_command: str | None = field(default=None, compare=False)  # main.py's, printed when a signal stops a run
 
     def to_record(self) -> dict:
         """The flag values, JSON-ready: run_config.json's "args"."""
@@ -162,7 +165,7 @@ class RunConfig:
         return list(self.reward_weights) if self.reward_weights is not None else [1.0] * len(self.reward_funcs)
 
 
-_RESOLVED = {"placement", "rewards", "world_size", "build_tiny_model"}
+_RESOLVED = {"placement", "rewards", "world_size", "build_tiny_model", "resume_command"}
 FLAG_NAMES = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in _RESOLVED)
 DEFAULTS: dict[str, Any] = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING
                                      else f.default) for f in dataclasses.fields(RunConfig) if f.name in FLAG_NAMES}

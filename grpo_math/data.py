@@ -91,35 +91,61 @@ def check_dataset_id(dataset_id: str) -> None:
 
 
 def _read_file(path: Path) -> list[dict]:
-    ext = path.suffix.lower()
     try:
-        if ext == ".parquet":
-            import pyarrow.parquet as pq  # installed with datasets
-            return pq.read_table(path).to_pylist()
-        text = path.read_text(encoding="utf-8")
-        if ext == ".csv":
-            return list(csv.DictReader(io.StringIO(text, newline="")))  # keeps newlines inside quoted cells
-        try:
-            data = json.loads(text) if ext == ".json" else None
-        except json.JSONDecodeError as e:
-            if e.msg != "Extra data":
-                raise
-            data = None  # `Dataset.to_json` writes JSON lines even into a .json file
-        if data is None:
-            data = []
-            for i, line in enumerate(text.splitlines(), 1):
-                try:
-                    data += [json.loads(line)] if line.strip() else []
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"line {i}: {e}") from e  # the file's line, not json's "line 1"
-        if isinstance(data, dict) and all(isinstance(v, list) for v in data.values()):
-            data = [dict(zip(data, vals)) for vals in zip(*data.values())]  # column-oriented, as Dataset.to_dict
-        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-            raise ValueError("expected JSON objects, one per row (a list, JSON lines, or a dict of columns)")
-        return data
+        rows = _parse_file(path, path.suffix.lower())
     except (ValueError, OSError, UnicodeDecodeError) as e:
         # pyarrow errors subclass ValueError/OSError; json.JSONDecodeError is a ValueError.
         raise DatasetError(f"could not read {path}: {_one_line(e)}") from e
+    if not rows:  # said here, or a later slice would blame its bounds
+        raise DatasetError(f"could not read {path}: the file holds no rows")
+    return rows
+
+
+def _parse_file(path: Path, ext: str) -> list[dict]:
+    if ext == ".parquet":
+        import pyarrow.parquet as pq  # installed with datasets
+        return pq.read_table(path).to_pylist()
+    text = path.read_text(encoding="utf-8-sig")  # -sig: Excel and Notepad start UTF-8 files with a BOM
+    if not text.strip():
+        raise ValueError("the file is empty")
+    if ext == ".csv":
+        return _csv_rows(text)
+    try:
+        data = json.loads(text) if ext == ".json" else None
+    except json.JSONDecodeError as e:
+        if e.msg != "Extra data":
+            raise
+        data = None  # `Dataset.to_json` writes JSON lines even into a .json file
+    if data is None:
+        data = []
+        for i, line in enumerate(text.splitlines(), 1):
+            try:
+                data += [json.loads(line)] if line.strip() else []
+            except json.JSONDecodeError as e:
+                raise ValueError(f"line {i}: {e}") from e  # the file's line, not json's "line 1"
+    if isinstance(data, dict) and all(isinstance(v, list) for v in data.values()):
+        data = [dict(zip(data, vals)) for vals in zip(*data.values())]  # column-oriented, as Dataset.to_dict
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise ValueError("expected JSON objects, one per row (a list, JSON lines, or a dict of columns)")
+    return data
+
+
+_EXTRA = "<cells past the header>"  # DictReader's key for them; its default, None, breaks the column lookup
+
+
+def _csv_rows(text: str) -> list[dict]:
+    """The rows of a CSV file with a header; a row with more cells than the header is an error, not a guess (it
+    is nearly always an unquoted comma inside a question, which would cut the question short)."""
+    reader = csv.DictReader(io.StringIO(text, newline=""), restkey=_EXTRA)  # newline="": newlines in quoted cells
+    rows = []
+    for row in reader:
+        if _EXTRA in row:
+            raise ValueError(f"line {reader.line_num} has {len(reader.fieldnames) + len(row[_EXTRA])} cells but the "
+                             f"header has {len(reader.fieldnames)}; quote cells that contain commas")
+        rows.append(row)
+    if not rows:
+        raise ValueError(f"the file has a header ({', '.join(reader.fieldnames or [])}) but no rows")
+    return rows
 
 
 def _one_line(e: BaseException, limit: int = 200) -> str:

@@ -277,6 +277,9 @@ _WARM_UP = [("(x+1)^2", "x^2+2x+1"), ("\\tan^2 y + 1", "\\sec^2 y"), ("2\\sin x\
 
 def _serve() -> None:
     """Child main loop: `[id, pred, gold]` in, `[id, bool]` out, one JSON line each."""
+    # Ctrl-C reaches the whole process group; the parent finishes its step on it, so the child must outlive it.
+    # It still ends with its parent, however that dies: stdin closes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
     from sympy import Expr
 

@@ -96,6 +96,27 @@ def load_model(model_id: str, dtype: torch.dtype, trust_remote_code: bool = Fals
         raise ModelLoadError(f"{model_id}: cannot load the model ({str(e).splitlines()[0]})") from None
 
 
+_LORA_LAYERS = ("Linear", "Embedding", "Conv1d", "Conv2d", "Conv3d", "Conv1D", "MultiheadAttention")
+
+
+def check_lora_targets(model: torch.nn.Module, targets: list[str], model_id: str) -> None:
+    """Raise ModelLoadError naming --lora_target_modules when a name matches no module of `model`, or only a
+    kind of layer LoRA cannot adapt. Names match as PEFT matches them: the whole module name or its last
+    dotted parts (`q_proj` matches `model.layers.0.self_attn.q_proj`)."""
+    if targets == ["all-linear"]:
+        return
+    modules = dict(model.named_modules())
+    linear = sorted({n.rsplit(".", 1)[-1] for n, m in modules.items() if isinstance(m, torch.nn.Linear)})
+    for target in targets:
+        hits = [m for n, m in modules.items() if n == target or n.endswith("." + target)]
+        if not hits:
+            raise ModelLoadError(f"--lora_target_modules {target}: {model_id} has no module of that name; its "
+                                 f"linear layers are {', '.join(linear)} (or pass all-linear)")
+        if not any(type(m).__name__ in _LORA_LAYERS for m in hits):
+            raise ModelLoadError(f"--lora_target_modules {target}: in {model_id} it is a {type(hits[0]).__name__}, "
+                                 f"which LoRA cannot adapt; its linear layers are {', '.join(linear)}")
+
+
 def is_adapter_dir(path: str | Path) -> bool:
     return (Path(path) / "adapter_config.json").is_file()
 

@@ -35,6 +35,34 @@ class RewardError(ValueError):
     """A reward that cannot be used: unknown name, missing file or function, bad smoke-call result."""
 
 
+class RewardFailure(RuntimeError):
+    """A reward that raised, or returned something that is not a reward, during training; one line."""
+
+
+FLOAT32_MAX = 3.4028234663852886e38  # TRL holds rewards in float32: past this a finite float becomes inf
+
+
+def values_problem(values: Any, n: int, where: str = "") -> str | None:
+    """What is wrong with a reward function's return value for `n` completions, or None; `where` (" at step 3")
+    goes after what it returned.
+
+    One value per completion, each a finite number in float32's range, or None; a bool is not a number
+    (a reward returning True almost always meant something else).
+    """
+    if not isinstance(values, (list, tuple)) or len(values) != n:
+        got = len(values) if isinstance(values, (list, tuple)) else type(values).__name__
+        return (f"returned {got} values for {n} completions{where}; it must return a list with one float (or None) "
+                "per completion")
+    for i, v in enumerate(values):
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):  # numpy floats are Real
+            return f"returned {v!r} (completion {i}){where}; rewards must be finite numbers or None"
+        if abs(v) > FLOAT32_MAX:
+            return f"returned {v!r} (completion {i}){where}, which overflows float32 (TRL's reward type) to inf"
+    return None
+
+
 
 def _per_item(values: Any, n: int, name: str) -> list:
     """Broadcast a keyword column to one value per completion (a single string or chat prompt repeats)."""
@@ -321,14 +349,9 @@ def check_reward_funcs(funcs: list[Callable], *, gold: str = "72", prompt: Any =
             values = fn(**kwargs)
         except Exception as e:  # noqa: BLE001 - reported with the reward's name, then training stops
             raise RewardError(f"reward {name!r} raised {type(e).__name__}: {e} on a perfect completion") from e
-        if not isinstance(values, (list, tuple)) or len(values) != n:
-            got = len(values) if isinstance(values, (list, tuple)) else type(values).__name__
-            raise RewardError(f"reward {name!r} returned {got} values for {n} completions; it must return a list "
-                              f"with one float (or None) per completion")
-        for v in values:
-            if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Real)  # numpy floats are Real
-                                  or not math.isfinite(v)):
-                raise RewardError(f"reward {name!r} returned {v!r}; rewards must be finite numbers or None")
+        problem = values_problem(values, n, " on a perfect completion")
+        if problem:
+            raise RewardError(f"reward {name!r} {problem}")
         if all(v is None for v in values):
             logger.warning("reward %s returned None for a perfect completion with gold %r: it will skip every "
                            "such row (is the gold answer usable?)", name, gold)

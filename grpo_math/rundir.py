@@ -5,8 +5,8 @@
 Every module that writes or reads these names takes them from here, so a renamed file cannot leave a reader
 behind. `write_atomic` is the one way this tool replaces a file that someone may be reading (a temporary file
 in the same directory, flushed and fsynced, then renamed over the old one): a crash or a full disk leaves the
-old file or the new one, never half of either. Left out on purpose: anything that locks or validates
-checkpoints (that is `checkpoints.py`).
+old file or the new one, never half of either. Left out on purpose: locking the directory (`runlock.py`)
+and what makes a checkpoint complete (`checkpoints.py`).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ PLOTS = ("training_metrics.png", "metrics_distribution.png", "eval_curve.png")
 FINAL = "final"
 BASE_MODEL = "base_model"  # the demo's tiny model, built into its run directory
 TENSORBOARD_DIR = "runs"
+STAGING = ".partial"  # checkpoints and final/ while written (checkpoints.py), and checkpoints being deleted
 CHECKPOINT_RE = re.compile(r"checkpoint-(\d+)")
 # Everything a run writes at the top of its directory, and so everything an overwrite may remove.
 RUN_FILES = (RUN_CONFIG, TRAIN_LOG, COMPLETIONS_LOG, REPORT, *PLOTS, "README.md")
@@ -116,6 +117,20 @@ def find_run_config(model_dir: str | Path) -> dict | None:
     return None
 
 
+def holds_a_run(run_dir: str | Path) -> bool:
+    """True when `run_dir` holds a run that got somewhere: a checkpoint, final/, or a logged step. A run that
+    stopped before its first step leaves only its run_config.json and an empty log: nothing to keep."""
+    d = Path(run_dir)
+    if not (d / RUN_CONFIG).is_file():
+        return False
+    if checkpoint_dirs(d) or (d / FINAL).is_dir():
+        return True
+    try:
+        return bool(json.loads((d / TRAIN_LOG).read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return False
+
+
 def is_demo_run(run_dir: str | Path) -> bool:
     """True when `run_dir` holds a run that `--demo` wrote (and so may replace)."""
     args = (read_run_config(run_dir) or {}).get("args")
@@ -125,7 +140,8 @@ def is_demo_run(run_dir: str | Path) -> bool:
 def clear_run_dir(out: str | Path) -> None:
     """Remove the outputs of an earlier run in `out`: only names this tool writes, never a user's own files."""
     for child in Path(out).iterdir():
-        if child.is_dir() and (CHECKPOINT_RE.fullmatch(child.name) or child.name in (FINAL, TENSORBOARD_DIR)):
+        if child.is_dir() and (CHECKPOINT_RE.fullmatch(child.name) or child.name in (FINAL, TENSORBOARD_DIR,
+                                                                                      STAGING)):
             shutil.rmtree(child)
         elif child.is_file() and child.name in RUN_FILES:
             child.unlink()

@@ -1,30 +1,46 @@
-"""TRL's `GRPOTrainer`, subclassed, and every use of TRL's private API in this project, behind a version check.
+"""TRL's `GRPOTrainer`, subclassed, and every use of TRL's and transformers' private API in this project, behind a
+version check.
 
 Private names of TRL 1.16 that the project relies on, all here (tests aside) so that a TRL upgrade touches
 one file: `GRPOTrainer._generate_single_turn` (replaced by `FastGRPOTrainer`, wrapped by `timed_generation`),
-`_dist` (is the model sharded?), `_metrics` (this tool's per-step metrics go through TRL's own buffer, so its
-`log()` reports them at the right step to every reporter), `_logs` (the last generation batch, for
-completions.jsonl) and `TrainingArguments._n_gpu` (one process, one GPU). Importing this module checks that
-the installed TRL is a version these were tested with and stops with one line naming the pinned one otherwise.
+`_calculate_rewards` (checked after it runs), `_dist` (is the model sharded?), `_metrics` (this tool's
+per-step metrics go through TRL's own buffer, so its `log()` reports them at the right step to every
+reporter), `_logs` (the last generation batch, for completions.jsonl) and `TrainingArguments._n_gpu` (one
+process, one GPU); of transformers' `Trainer`: `_save_checkpoint` and `_get_output_dir` (checkpoints are
+written aside and published whole), `_load_optimizer_and_scheduler` and `_load_rng_state` (skipped for a
+weights-only resume). Importing this module checks that the installed TRL is a version these were tested
+with and stops with one line naming the pinned one otherwise.
 
-`FastGRPOTrainer` is stock TRL with only `_generate_single_turn` replaced: it syncs `rollout.InferenceCopy`
-when `state.global_step` moved since the last sync (as TRL does for vLLM) and generates from the copy with
-TRL's own `generation_config` (same temperature, top_p, top_k, min_p, repetition penalty). Loss, advantages,
-reference model, optimizer and checkpoints are stock TRL. Left out on purpose: vLLM, continuous batching,
-DeepSpeed ZeRO-3 / FSDP and multimodal prompts, which fall back to stock generation with a log line.
+`GuardedGRPOTrainer` is stock TRL with three guarantees added, and train.py uses it (or `FastGRPOTrainer`,
+built on it) for every run: a checkpoint is written under `.partial/` and renamed to `checkpoint-N` only
+once whole (checkpoints.py), so a kill or a full disk never leaves half of one under that name; every reward
+value is checked as it is computed (finite, float32-sized, one per completion, and the weighted sum finite),
+and a reward that raises or returns a bad value stops the run with `RewardFailure` naming the reward, the
+step and the value, instead of a traceback or a run that learns from garbage; and `resume_weights_only`
+loads a checkpoint's weights and step without its optimizer and RNG state.
+`FastGRPOTrainer` also replaces `_generate_single_turn`: it syncs `rollout.InferenceCopy` when
+`state.global_step` moved since the last sync (as TRL does for vLLM) and generates from the copy with TRL's
+own `generation_config` (same temperature, top_p, top_k, min_p, repetition penalty). Loss, advantages,
+reference model and optimizer are stock TRL. Left out on purpose: vLLM, continuous batching, DeepSpeed
+ZeRO-3 / FSDP and multimodal prompts, which fall back to stock generation with a log line.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import time
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from grpo_math.rundir import as_number
+from grpo_math import checkpoints
+from grpo_math.rewards import RewardFailure, values_problem
 from grpo_math.rollout import InferenceCopy, UnsupportedModelError
+from grpo_math.rundir import as_number
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +64,7 @@ def check_trl_version(installed: str | None = None) -> str:
 
 check_trl_version()
 
+from transformers import TrainerCallback  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402 - after the version check, so a mismatch fails in one line
 from trl.extras.profiling import profiling_context  # noqa: E402
 
@@ -79,10 +96,109 @@ def use_one_gpu(config: GRPOConfig) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The trainer
+# The trainers
 
 
-class FastGRPOTrainer(GRPOTrainer):
+def guard_reward(fn: Callable, when: str | None = None) -> Callable:
+    """`fn` with its failures made `RewardFailure`s naming it and the step (or `when`, e.g. "the accuracy eval"):
+    an exception, or a return value that `rewards.values_problem` rejects (inf, nan, 1e308, a string, the wrong
+    count)."""
+    name = getattr(fn, "__name__", repr(fn))
+
+    @functools.wraps(fn)
+    def guarded(*args: Any, **kwargs: Any) -> list:
+        state = kwargs.get("trainer_state")
+        # the step being computed (TRL passes its state to rewards)
+        step = when or (f"step {state.global_step + 1}" if state is not None else "a step")
+        try:
+            values = fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - a user's code: reported with its name, the cause kept for --debug
+            detail = " ".join(str(e).split())[:200]
+            raise RewardFailure(f"reward {name!r} raised {type(e).__name__}: {detail} at {step}") from e
+        completions = kwargs["completions"] if "completions" in kwargs else args[0] if args else ()
+        problem = values_problem(values, len(completions), f" at {step}")
+        if problem:
+            raise RewardFailure(f"reward {name!r} {problem}")
+        return values
+
+    return guarded
+
+
+class AlreadyTrained(Exception):
+    """Resumed from a checkpoint at the end of the schedule: nothing is left to train (the weights are loaded)."""
+
+
+class _StopIfScheduleDone(TrainerCallback):
+    # transformers runs one step before it checks max_steps, so a run resumed from its last checkpoint would
+    # train a step past the schedule and end unlike the uninterrupted run; stop it before that step instead
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.max_steps > 0 and state.global_step >= state.max_steps:
+            raise AlreadyTrained(f"step {state.global_step} of {state.max_steps}")
+
+
+class GuardedGRPOTrainer(GRPOTrainer):
+    """`GRPOTrainer` with whole checkpoints, checked rewards and weights-only resume (see the module docstring)."""
+
+    resume_weights_only = False  # train.py sets it from --resume_weights_only
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.add_callback(_StopIfScheduleDone())
+        # reward models (nn.Module) and async rewards keep TRL's own handling
+        self.reward_funcs = [f if isinstance(f, torch.nn.Module) or inspect.iscoroutinefunction(f)
+                             else guard_reward(f) for f in self.reward_funcs]
+        self._saving_aside = False
+
+    # -- checkpoints: written under RUN_DIR/.partial/checkpoint-N, published whole
+
+    def _get_output_dir(self, trial):
+        run_dir = super()._get_output_dir(trial)
+        return str(checkpoints.staging_dir(run_dir)) if self._saving_aside else run_dir
+
+    def _save_checkpoint(self, model, trial):
+        run_dir = Path(self._get_output_dir(trial))
+        name = f"checkpoint-{self.state.global_step}"
+        staged = checkpoints.staging_dir(run_dir) / name
+        self._saving_aside = True
+        try:
+            super()._save_checkpoint(model, trial)  # TRL's and transformers' own save, into `staged`
+        except BaseException:
+            if self.args.should_save:
+                checkpoints.discard(staged)  # gives back the space a full disk needs
+            raise
+        finally:
+            self._saving_aside = False
+        self.accelerator.wait_for_everyone()  # every rank's RNG state is in before the rename
+        if self.args.should_save:
+            checkpoints.publish(staged, run_dir / name)
+            checkpoints.rotate(run_dir, self.args.save_total_limit, run_dir / name)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        if not self.resume_weights_only:
+            super()._load_optimizer_and_scheduler(checkpoint)
+
+    def _load_rng_state(self, checkpoint):
+        if not self.resume_weights_only:
+            super()._load_rng_state(checkpoint)
+
+    # -- rewards: each value checked by guard_reward, the weighted sum here
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)  # [B*G, F]
+        weights = self.reward_weights.to(rewards_per_func.device)
+        terms = rewards_per_func * weights  # NaN where a reward returned None; TRL sums with nansum
+        bad = (~torch.isfinite(terms.nansum(dim=1))).nonzero()
+        if len(bad):
+            i = int(bad[0])
+            k = int(terms[i].nan_to_num(0.0).abs().argmax())
+            raise RewardFailure(
+                f"reward {self.reward_func_names[k]!r} returned {rewards_per_func[i, k].item():g} (completion {i}) "
+                f"at step {self.state.global_step + 1}, and the weighted sum of the rewards "
+                f"({', '.join(f'{w:g}' for w in weights.tolist())}) overflows float32 to inf; keep rewards small")
+        return rewards_per_func
+
+
+class FastGRPOTrainer(GuardedGRPOTrainer):
     """`GRPOTrainer` whose regular (non-vLLM) generation runs on an `InferenceCopy` of the policy.
 
     The copy is built at the first generation (after the accelerator has placed the model), in the training

@@ -92,6 +92,29 @@ def test_column_recognition(tmp_path, row, gold, solution):
     assert (ds[0]["answer"], ds[0]["solution"], ds[0]["question"]) == (gold, solution, "P?")
 
 
+def test_a_csv_with_an_excel_bom_reads_its_first_column(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeffquestion,answer\nWhat is 2 + 2?,4\n".encode("utf-8"))  # Excel's "CSV UTF-8"
+    ds = load_math_dataset(str(path))
+    assert (ds[0]["question"], ds[0]["answer"]) == ("What is 2 + 2?", "4")
+
+
+@pytest.mark.parametrize("name, content, message", [
+    # an unquoted comma splits a question: an error naming the line, never a guess about which cell is which
+    ("extra.csv", "question,answer\nWhat is 1,000 + 1?,1001\n", r"extra\.csv: line 2 has 3 cells but the header has 2"),
+    ("empty.csv", "", r"empty\.csv: the file is empty"),
+    ("blank.jsonl", "\n\n", r"blank\.jsonl: the file is empty"),
+    ("header.csv", "question,answer\n", r"header\.csv: the file has a header \(question, answer\) but no rows"),
+    ("none.json", "[]", r"none\.json: the file holds no rows"),
+])
+def test_malformed_and_empty_files_are_one_line_errors(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(DatasetError, match=message) as e:
+        load_math_dataset(str(path))
+    assert "\n" not in str(e.value)
+
+
 def test_unrecognised_columns_name_file_found_columns_and_valid_names(tmp_path):
     path = write(tmp_path / "bad.csv", [{"text": "x", "label": "1"}])
     with pytest.raises(DatasetError, match=r"bad\.csv.*found: text, label.*question, problem"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -405,10 +406,19 @@ def tiny_run(tiny_model_dir, tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_eval_sh_scores_base_each_checkpoint_and_final(tiny_run, tiny_model_dir, tmp_path):
+    # checkpoints a killed save of an older version left: empty, and with its adapter cut in half; eval.sh says
+    # so and scores the complete ones after them
+    (tiny_run / "checkpoint-0").mkdir(exist_ok=True)
+    torn = tiny_run / "checkpoint-2"
+    shutil.copytree(tiny_run / "checkpoint-1", torn, dirs_exist_ok=True)
+    weights = torn / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     env = {**os.environ, "PYTHON": sys.executable, "RESULTS_DIR": str(tmp_path / "results"), "OMP_NUM_THREADS": "1"}
     res = subprocess.run(["bash", str(ROOT / "eval.sh"), str(tiny_run), "arithmetic", "test[:4]", "--batch_size", "4"],
                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert res.returncode == 0, res.stderr
+    assert "eval.sh: skipping checkpoint-0: it holds no weights" in res.stderr
+    assert "eval.sh: skipping checkpoint-2: adapter_model.safetensors is truncated" in res.stderr
     out = tmp_path / "results" / "tinyrun"
     assert sorted(p.name for p in out.iterdir()) == ["base.json", "checkpoint-1.json", "final.json", "summary.json"]
     table = [line.split() for line in res.stdout.splitlines() if line.split()[:1] in (["base"], ["checkpoint-1"],

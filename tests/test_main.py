@@ -57,6 +57,10 @@ def test_per_device_train_batch_size_is_an_alias(tmp_path):
         (["--model_id", "./no_such_model_dir"], "--model_id ./no_such_model_dir"),
         (["--resume_from_checkpoint", "nowhere/checkpoint-5"], "--resume_from_checkpoint"),
         (["--merge", "--full_finetune"], "--merge"),
+        # issue 10: what used to pass here and fail after the model loaded, or never
+        (["--lora_target_modules", "all-linear", "q_proj"], "all-linear already names every linear layer"),
+        (["--resume_weights_only"], "--resume_weights_only says how to resume; give --resume_from_checkpoint"),
+        (["--report_to", "tensorbord"], "--report_to tensorbord: not a logging backend"),
     ],
 )
 def test_bad_flag_combinations_raise_one_line_naming_the_flag(tmp_path, argv, message):
@@ -122,16 +126,29 @@ def test_missing_config_file(tmp_path):
         args_for("--config", str(tmp_path / "nope.yaml"), tmp_path=tmp_path)
 
 
-def test_an_existing_run_is_not_overwritten_by_accident(tmp_path):
+@pytest.mark.parametrize("progress", ["checkpoint-4/", "final/", "train_log.json"])
+def test_an_existing_run_is_not_overwritten_by_accident(tmp_path, progress):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "run_config.json").write_text(json.dumps({"args": {}}))
+    if progress.endswith("/"):
+        (tmp_path / "run" / progress).mkdir()
+    else:
+        (tmp_path / "run" / progress).write_text('[{"step": 1, "loss": 0.5}]')  # one logged step
     with pytest.raises(UsageError, match="already holds a run"):
         args_for("--device", "cpu", tmp_path=tmp_path)
     assert args_for("--device", "cpu", "--overwrite_output_dir", tmp_path=tmp_path).overwrite_output_dir
 
 
+def test_a_run_that_stopped_before_its_first_step_does_not_block_the_same_command(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run_config.json").write_text(json.dumps({"args": {}}))
+    (tmp_path / "run" / "train_log.json").write_text("[]\n")  # what a run that failed at step 1 leaves
+    assert args_for("--device", "cpu", tmp_path=tmp_path).output_dir == str(tmp_path / "run")
+
+
 def test_demo_replaces_only_an_earlier_demo_run(tmp_path):
     (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint-8").mkdir()
     (tmp_path / "run" / "run_config.json").write_text(json.dumps({"args": {"demo": True}}))
     assert args_for("--demo", tmp_path=tmp_path).overwrite_output_dir  # rerunning the demo just works
     (tmp_path / "run" / "run_config.json").write_text(json.dumps({"args": {"demo": False}}))
@@ -143,6 +160,32 @@ def test_presets_in_configs_parse(tmp_path):
     for preset in sorted((ROOT / "configs").glob("*.yaml")):
         a = parse_args(["--config", str(preset), "--output_dir", str(tmp_path / preset.stem), "--device", "cpu"])
         assert a.model_id, preset
+
+
+def test_a_missing_logging_backend_fails_before_anything_is_written(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    with pytest.raises(UsageError, match="--report_to wandb: wandb is not installed here; pip install wandb"):
+        args_for("--report_to", "wandb", "--device", "cpu", tmp_path=tmp_path)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", ["afile", "afile/run"])
+def test_an_output_dir_that_is_or_lies_under_a_file_is_one_line(tmp_path, name):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(UsageError, match=f"{tmp_path / 'afile'} is a file, not a directory"):
+        parse_args(["--device", "cpu", "--output_dir", str(tmp_path / name)])
+
+
+def test_the_resume_command_repeats_the_flags_as_typed(tmp_path):
+    a = parse_args(["--demo", "--output_dir", str(tmp_path / "r x"), "--reward_weights", "1", "2", "--reward_funcs",
+                    "format", "accuracy", "--no-eval_before_train", "--overwrite_output_dir", "--batch_size", "4",
+                    "--num_generations", "4"])
+    assert a.resume_command == (f"python main.py --demo --batch_size 4 --num_generations 4 --reward_funcs format "
+                                f"accuracy --reward_weights 1.0 2.0 --no-eval_before_train --output_dir "
+                                f"'{tmp_path / 'r x'}' --resume_from_checkpoint latest")
 
 
 def test_cli_exit_code_2_and_one_line_without_traceback(tmp_path):

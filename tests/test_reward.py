@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -441,6 +443,16 @@ def test_real_child_judges_symbolic_answers():
     w = shared_worker()
     assert w.equivalent("x^2+2x+1", "(x+1)^2", deadline=time.monotonic() + 5) is True
     assert w.equivalent("x^2+2x+2", "(x+1)^2", deadline=time.monotonic() + 5) is False
+
+
+def test_the_child_outlives_a_ctrl_c_to_the_process_group():
+    # Ctrl-C reaches every process of the group; the trainer finishes its step on it, so the grader must too
+    w = shared_worker()
+    assert w.warm_up()
+    os.kill(w._proc.pid, signal.SIGINT)
+    time.sleep(0.3)
+    assert w._proc.poll() is None
+    assert w.equivalent("2y+2", "2(y+1)", deadline=time.monotonic() + 5) is True and w.kills == 0
 
 
 def test_cold_child_counts_against_the_bound():

@@ -21,15 +21,7 @@ from grpo_math.rollout import InferenceCopy, cut_after_eos, generate, resolve_fa
 from toy_rewards import digit_share
 from grpo_math.tiny_model import build_model, build_tokenizer
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The tiny model gains nothing from intra-op threads, and on a shared 2-core machine OpenMP spin-waits
-    # make each generate call 20x slower under load.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
