@@ -23,8 +23,10 @@ Left out on purpose: any use of the test split, and warm starts of models other 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import random
 import shutil
 import sys
@@ -129,14 +131,33 @@ def train_warm_start(out_dir: str | Path, *, stage_a_max_steps: int = STAGE_A_MA
     return record
 
 
+def _same_files(a: Path, b: Path) -> bool:
+    """Whether directory `b` holds exactly the files of `a`, byte for byte (the shipped copy is ~2 MB)."""
+    if not b.is_dir() or sorted(p.name for p in a.iterdir()) != sorted(p.name for p in b.iterdir()):
+        return False
+    return all(f.read_bytes() == (b / f.name).read_bytes() for f in a.iterdir() if f.is_file())
+
+
 def warm_start_model(out_dir: str | Path) -> Path:
-    """Put the shipped warm-started tiny model into `out_dir` (the demo's OUTPUT_DIR/base_model)."""
+    """Put the shipped warm-started tiny model into `out_dir` (the demo's OUTPUT_DIR/base_model).
+
+    Every process of a multi-process launch calls this (each machine needs the model), at the same moment: the
+    check and the copy happen under a lock on the parent directory, and a copy already identical to the
+    shipped one is never touched, so no process replaces it while another loads it.
+    """
     out = Path(out_dir)
     if not (SHIPPED / "warm_start.json").is_file():
         raise FileNotFoundError(f"{SHIPPED}: the demo's checkpoint is missing; run python -m grpo_math.warm_start")
-    if out.exists():
-        shutil.rmtree(out)
-    shutil.copytree(SHIPPED, out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a lock on the directory itself: no lock file is left in the run dir
+        if not _same_files(SHIPPED, out):
+            if out.exists():
+                shutil.rmtree(out)
+            shutil.copytree(SHIPPED, out)
+    finally:
+        os.close(fd)  # releases the lock
     return out
 
 
