@@ -5,12 +5,15 @@
         --output_dir ckpts/qwen05-gsm8k --num_generations 8 --max_completion_length 256
     python main.py --config configs/qwen2.5-0.5b-gsm8k.yaml --learning_rate 2e-5   # the command line wins
     accelerate launch --config_file configs/accelerate/ddp.yaml main.py --config ...  # several GPUs
+    torchrun --nproc_per_node 2 main.py --demo                                        # two processes
 
 This file only parses. Precedence of settings: the `--demo` defaults, then the `--config` YAML file, then the
 command line. `grpo_math.config.resolve` then checks every value, whatever its source, and every flag
 against the others, before any model or dataset loads: a bad one stops the run with one line naming it
 (exit code 2). Then `train.run` does the work with the frozen config. Exit codes: 0 done, 2 a one-line error,
-143 / 130 stopped by SIGTERM / SIGINT after saving a checkpoint (the resume command is printed).
+143 / 130 stopped by SIGTERM / SIGINT after saving a checkpoint (the resume command is printed). Under several
+processes each one checks the flags and prints its own error, and a failing one waits for the others to reach
+their exit too (launch.exit_together), so the launcher stops none of them half-way.
 """
 
 from __future__ import annotations
@@ -220,10 +223,13 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
 
 def resume_command(parser: argparse.ArgumentParser, given: dict) -> str:
     """The command that continues this run from its newest checkpoint: the same flags as typed (the same
-    --demo and --config, so the same output directory), with --resume_from_checkpoint latest."""
+    --demo and --config, so the same output directory), with --resume_from_checkpoint latest; under several
+    processes, what the launcher must start with the same process count."""
+    from grpo_math.devices import world_size  # torch: already imported by config.resolve
+
     actions = {a.dest: a for a in parser._actions if a.option_strings}
     script = sys.argv[0] if sys.argv and Path(sys.argv[0]).name == "main.py" else "main.py"
-    words = ["python", script]
+    words = [script]
     for dest, value in given.items():
         if dest in ("resume_from_checkpoint", "resume_weights_only", "overwrite_output_dir"):
             continue  # the new checkpoint is complete: no weights-only, and nothing to overwrite
@@ -232,10 +238,22 @@ def resume_command(parser: argparse.ArgumentParser, given: dict) -> str:
             words.append(flag if value else flag.replace("--", "--no-", 1))
         elif value is not None:
             words += [flag, *map(str, value if isinstance(value, list) else [value])]
-    return shlex.join([*words, "--resume_from_checkpoint", "latest"])
+    command = shlex.join([*words, "--resume_from_checkpoint", "latest"])
+    if world_size() > 1:  # the launcher's own flags are not ours to know; the process count must not change
+        return f"the same torchrun / accelerate launch command ({world_size()} processes) with {command}"
+    return f"python {command}"
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = _main(argv)
+    if code:
+        from grpo_math.launch import exit_together
+
+        exit_together()  # under torchrun: every rank prints its own line before the launcher stops the others
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         run_config = parse_args(argv)
     except ValueError as e:  # UsageError, DatasetError, RewardError, DeviceError: all one-line, user-facing

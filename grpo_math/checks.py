@@ -3,8 +3,8 @@
 `config.resolve` calls `resolve_checked` with values whose types and ranges are already checked; this module
 checks what depends on several flags (the generation batch and the group size, rewards and their weights) or
 on the machine (a path that must exist, a local dataset's columns and split, the device and dtype, a logging
-backend's package, an earlier or a live run in --output_dir), loads the reward functions once, and builds the
-frozen `RunConfig`.
+backend's package, an earlier or a live run in --output_dir) or on the launch (what `accelerate launch` shards,
+processes per GPU), loads the reward functions once, and builds the frozen `RunConfig`.
 Each failure raises a ValueError with one line naming the flag, the value and what would work.
 """
 
@@ -16,7 +16,10 @@ from typing import Any
 
 from grpo_math import hub, rundir, runlock
 from grpo_math.config import DEFAULT_MODEL, RunConfig, UsageError
-from grpo_math.devices import is_main_process, resolve_placement, world_size
+import torch
+
+from grpo_math.devices import is_main_process, local_world_size, resolve_placement, world_size
+from grpo_math.launch import sharding
 
 
 def _check_generation_batch(v: dict[str, Any], world: int) -> None:
@@ -30,6 +33,23 @@ def _check_generation_batch(v: dict[str, Any], world: int) -> None:
             + (f" x {world} processes" if world > 1 else "")
             + ")" + (f"; try --num_generations {hint}" if hint else "")
         )
+
+
+def _check_launch(v: dict[str, Any], placement, sharded: str | None) -> None:
+    """What cannot work under this launch (torchrun, accelerate launch), decided from the environment alone, so
+    every rank stops with the same line before anything loads."""
+    if sharded and v["fast_generation"] == "on":
+        raise UsageError(f"--fast_generation on: this accelerate launch shards the weights ({sharded}), but the "
+                         "inference copy needs them whole on every process; use --fast_generation auto (stock TRL "
+                         "generation then), or DDP / ZeRO-2 (configs/accelerate/ddp.yaml, zero2.yaml)")
+    if sharded and v["merge"]:
+        raise UsageError(f"--merge: this accelerate launch shards the weights ({sharded}), so no process holds a "
+                         "whole model to merge; drop --merge and merge final/ on one process afterwards")
+    local = local_world_size()
+    if placement.device == "cuda" and local > 1 and local > torch.cuda.device_count():
+        raise UsageError(f"{local} processes on this machine but {torch.cuda.device_count()} GPU(s) visible: NCCL "
+                         "needs a GPU of its own per process; launch --num_processes "
+                         f"{torch.cuda.device_count()} (torchrun --nproc_per_node), or --device cpu")
 
 
 def _check_flag_combinations(v: dict[str, Any]) -> None:
@@ -126,6 +146,7 @@ def resolve_checked(v: dict[str, Any]) -> RunConfig:
     _check_paths(v)
     overwrite = _check_output_dir(v)
     placement = resolve_placement(v["device"], v["dtype"])
+    _check_launch(v, placement, sharding())
     resolved: dict[str, Any] = {"overwrite_output_dir": overwrite}
     build_tiny = bool(v["demo"] and not v["model_id"])
     if not v["model_id"]:

@@ -46,6 +46,11 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def local_world_size() -> int:
+    """Processes of this launch on this machine: `LOCAL_WORLD_SIZE` (torchrun, accelerate launch); 1 otherwise."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
 def is_distributed() -> bool:
     """True under `accelerate launch` / `torchrun` with more than one process."""
     return world_size() > 1

@@ -9,8 +9,9 @@ train.py installs a `GracefulStop` for the whole run and adds it to the trainer'
     a second signal                 exit at once, without Python's clean-up; the checkpoints already published
                                     stay valid (checkpoints.py writes each one before it gets its name)
 
-Under several processes every rank gets the signal (torchrun forwards it), and the ranks agree on stopping at
-the same step through an all-reduce, or their collective save would wait for ever.
+Under several processes the ranks agree on stopping at the same step through an all-reduce, or their
+collective save would wait for ever: torchrun forwards a signal it gets to every rank, and a signal to one rank
+alone stops them all (tests/test_distributed.py sends SIGTERM to rank 1 of 2 and resumes bit-identically).
 Left out on purpose: SIGHUP and SIGQUIT (their default behaviour stays), and Windows' console events.
 """
 
@@ -22,6 +23,8 @@ import sys
 from collections.abc import Callable
 
 from transformers import TrainerCallback
+
+from grpo_math.launch import distributed
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -91,13 +94,13 @@ class GracefulStop(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         # the signal came during this step's save: that checkpoint is the one to stop at (one process only: with
         # several, the ranks must agree, which on_step_end does)
-        if self.signum is not None and not _distributed():
+        if self.signum is not None and not distributed():
             control.should_training_stop = True
         return control
 
     def _agreed(self) -> bool:
         """Whether any process got a signal: one all-reduce per step under several processes."""
-        if not _distributed():
+        if not distributed():
             return self.signum is not None
         import torch
         import torch.distributed as dist
@@ -108,9 +111,3 @@ class GracefulStop(TrainerCallback):
         if flag.item() and self.signum is None:
             self.signum = int(flag.item())
         return bool(flag.item())
-
-
-def _distributed() -> bool:
-    import torch.distributed as dist
-
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1

@@ -1,12 +1,16 @@
-"""Device and dtype selection, with CUDA/MPS availability mocked."""
+"""Device and dtype selection, with CUDA/MPS availability mocked; what a launch (accelerate's sharding, processes
+per GPU) allows, from its environment."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 import torch
 
 from grpo_math import devices
 from grpo_math.devices import DeviceError, Placement, resolve_device, resolve_dtype, resolve_placement
+from grpo_math.launch import sharding
 
 
 @pytest.fixture
@@ -105,3 +109,63 @@ def test_distributed_launch_does_not_warn(machine, monkeypatch, caplog):
     with caplog.at_level("WARNING"):
         resolve_placement("auto", "auto")
     assert "accelerate launch" not in caplog.text
+
+
+# ----------------------------------------------------------------------------------------- the launch (issue 14)
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({}, None),  # a plain run, torchrun, accelerate's DDP
+        ({"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "2"}, None),  # ZeRO-2: whole weights
+        ({"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}, "DeepSpeed ZeRO-3"),
+        ({"ACCELERATE_USE_DEEPSPEED": "false", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}, None),  # not in use
+        ({"ACCELERATE_USE_FSDP": "True"}, "FSDP"),
+    ],
+)
+def test_sharding_is_read_from_what_accelerate_launch_sets(env, expected):
+    assert sharding(env) == expected
+
+
+def test_a_deepspeed_json_names_the_stage_when_the_accelerate_config_does_not(tmp_path):
+    ds = tmp_path / "ds.json"
+    ds.write_text('{"zero_optimization": {"stage": 3}}')
+    assert sharding({"ACCELERATE_USE_DEEPSPEED": "1", "ACCELERATE_DEEPSPEED_CONFIG_FILE": str(ds)}) == "DeepSpeed ZeRO-3"
+    ds.write_text('{"zero_optimization": {"stage": 2}}')
+    assert sharding({"ACCELERATE_USE_DEEPSPEED": "1", "ACCELERATE_DEEPSPEED_CONFIG_FILE": str(ds)}) is None
+
+
+@pytest.mark.parametrize(
+    "env, argv, message",
+    [
+        ({"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}, ["--fast_generation", "on"],
+         "--fast_generation on: this accelerate launch shards the weights (DeepSpeed ZeRO-3)"),
+        ({"ACCELERATE_USE_FSDP": "true"}, ["--fast_generation", "on"], "shards the weights (FSDP)"),
+        ({"ACCELERATE_USE_FSDP": "true"}, ["--merge"], "--merge: this accelerate launch shards the weights (FSDP)"),
+    ],
+)
+def test_what_a_sharded_launch_cannot_do_is_one_line_before_loading(env, argv, message, monkeypatch, tmp_path):
+    from main import parse_args
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ValueError, match=re.escape(message)) as e:
+        parse_args(["--demo", "--output_dir", str(tmp_path / "run"), *argv])
+    assert "\n" not in str(e.value)
+    monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
+    parse_args(["--demo", "--output_dir", str(tmp_path / "run"), *argv])  # fine under DDP or one process
+
+
+def test_more_processes_than_gpus_on_a_machine_is_refused(machine, monkeypatch, tmp_path):
+    from main import parse_args
+
+    machine(cuda=True, n_gpu=1)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    argv = ["--demo", "--device", "cuda", "--dtype", "fp32", "--output_dir", str(tmp_path / "run")]
+    with pytest.raises(ValueError, match=r"2 processes on this machine but 1 GPU\(s\) visible.*--num_processes 1"):
+        parse_args(argv)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")  # two machines, one GPU and one process each
+    assert parse_args(argv).placement.device == "cuda"
