@@ -8,7 +8,7 @@
                     text in TensorBoard; it also measures samples (completions) per second.
     AccuracyEval    greedy accuracy on held-out problems every --eval_every steps (and at step 0 with
                     --eval_before_train, and on the final model), through `scoring.evaluate`, the code eval.py
-                    runs, with the run's own reward callables.
+                    runs, with the run's own reward callables; once per eval, in rank 0, under several processes.
     ConsoleProgress one tqdm bar (step, samples/s, time left, reward) instead of transformers' per-step dict
                     dump, one line per eval, and the `health.HealthCheck` warnings.
 
@@ -32,10 +32,11 @@ from transformers import TrainerCallback
 from grpo_math.answers import completion_text
 from grpo_math.config import DEFAULT_MAX_COMPLETION_LENGTH, RunConfig
 from grpo_math.health import HealthCheck
+from grpo_math.launch import run_on_main
 from grpo_math.rewards import weighted_sum
 from grpo_math.rundir import COMPLETIONS_LOG, TRAIN_LOG, as_number, write_atomic
 from grpo_math.tensorboard import completions_markdown, tensorboard_writer
-from grpo_math.trainer import generation_logs, guard_reward, queue_metrics
+from grpo_math.trainer import generation_logs, guard_reward, queue_metrics, weights_sharded
 
 logger = logging.getLogger(__name__)
 
@@ -213,6 +214,9 @@ class AccuracyEval(TrainerCallback):
     `evaluate` is `scoring.evaluate` (the code eval.py runs, so training and eval agree on "correct"); results go
     into that step's logs as eval_accuracy, eval_format_rate, eval_mean_completion_tokens, eval_runtime (s).
     `reward_funcs` are the run's reward callables, passed through, so eval records carry the training reward.
+    Under several processes the eval runs once, in rank 0 (its numbers then do not depend on the process count),
+    and every rank logs and keeps the same numbers (`launch.run_on_main`); only sharded weights (ZeRO-3, FSDP),
+    whose every forward pass needs all ranks, make each rank run it in step with the others.
     """
 
     def __init__(self, evaluate: Callable, dataset, tokenizer, *, every: int = 0, before_train: bool = False,
@@ -250,19 +254,24 @@ class AccuracyEval(TrainerCallback):
         out = {f"eval_{k}": float(metrics[k]) for k in ("accuracy", "format_rate", "mean_completion_tokens")
                if as_number(metrics.get(k)) is not None}
         out["eval_runtime"] = time.perf_counter() - started
+        return out
+
+    def shared_eval(self, step: int) -> dict[str, float]:
+        """`run_eval` once for all processes (see the class docstring); every rank gets rank 0's numbers."""
+        out = run_on_main(lambda: self.run_eval(step), every_rank=weights_sharded(self.trainer))
         self.history.append({"step": step, **out})
         return out
 
     def on_train_begin(self, args, state, control, **kwargs):
         if self.before_train and state.global_step == 0:  # a resumed run already has its starting score
-            self.trainer.log(self.run_eval(0))  # step 0: TRL has no half-collected metrics yet
+            self.trainer.log(self.shared_eval(0))  # step 0: TRL has no half-collected metrics yet
 
     def on_step_end(self, args, state, control, **kwargs):
         step = state.global_step
         due = self.every > 0 and step % self.every == 0
         last = self.at_end and step >= state.max_steps  # so "last eval accuracy" is the final model's
         if due or last:
-            queue_metrics(self.trainer, self.run_eval(step))
+            queue_metrics(self.trainer, self.shared_eval(step))
             control.should_log = True  # this step's record then carries the eval, whatever --logging_steps is
         return control
 

@@ -3,7 +3,7 @@ version check.
 
 Private names of TRL 1.16 that the project relies on, all here (tests aside) so that a TRL upgrade touches
 one file: `GRPOTrainer._generate_single_turn` (replaced by `FastGRPOTrainer`, wrapped by `timed_generation`),
-`_calculate_rewards` (checked after it runs), `_dist` (is the model sharded?), `_metrics` (this tool's
+`_calculate_rewards` (checked after it runs), `_dist` (is the model sharded? `weights_sharded`), `_metrics` (this tool's
 per-step metrics go through TRL's own buffer, so its `log()` reports them at the right step to every
 reporter), `_logs` (the last generation batch, for completions.jsonl) and `TrainingArguments._n_gpu` (one
 process, one GPU); of transformers' `Trainer`: `_save_checkpoint` and `_get_output_dir` (checkpoints are
@@ -90,6 +90,13 @@ def generation_logs(trainer: Any) -> dict | None:
     return logs if logs and logs.get("prompt") else None
 
 
+def weights_sharded(trainer: Any) -> bool:
+    """Whether each process holds only a shard of the weights (DeepSpeed ZeRO-3, FSDP), so that every forward
+    pass is a collective all of them take part in."""
+    dist = getattr(trainer, "_dist", None)
+    return bool(dist is not None and (dist.is_zero3 or dist.is_fsdp))
+
+
 def use_one_gpu(config: GRPOConfig) -> None:
     """One process uses one GPU: without this, Trainer wraps the model in DataParallel over all visible GPUs."""
     config._n_gpu = 1
@@ -172,6 +179,9 @@ class GuardedGRPOTrainer(GRPOTrainer):
         if self.args.should_save:
             checkpoints.publish(staged, run_dir / name)
             checkpoints.rotate(run_dir, self.args.save_total_limit, run_dir / name)
+        # no rank returns before the checkpoint has its name: after a stop the ranks exit next, and a launcher
+        # stops the rest as soon as one exits, which could catch rank 0 mid-rename
+        self.accelerator.wait_for_everyone()
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         if not self.resume_weights_only:
@@ -220,7 +230,7 @@ class FastGRPOTrainer(GuardedGRPOTrainer):
             return "vLLM generates"
         if self.use_transformers_continuous_batching:
             return "transformers continuous batching was asked for"
-        if self._dist.is_zero3 or self._dist.is_fsdp:
+        if weights_sharded(self):
             return "DeepSpeed ZeRO-3 / FSDP shard the weights"
         return None
 
