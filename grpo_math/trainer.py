@@ -76,7 +76,9 @@ from trl.extras.profiling import profiling_context  # noqa: E402
 def queue_metrics(trainer: Any, metrics: dict[str, Any]) -> None:
     """Hand metrics to TRL's per-step buffer, so its next `log()` averages and reports them at this step, to
     every reporter. A second `trainer.log()` call instead would flush TRL's half-collected metrics into the
-    wrong record."""
+    wrong record. TRL 1.16's `log()` averages a name's values over the logging window within one process and
+    reduces nothing across processes (its own metrics are gathered when computed), and rank 0's record is the
+    one reported: a metric queued here must be the same on every rank, or mean what rank 0 measured."""
     for name, value in metrics.items():
         value = as_number(value)
         if value is not None:
