@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval_split", help="split for accuracy eval (default: the dataset's test split)")
     g.add_argument("--eval_before_train", action=argparse.BooleanOptionalAction,
                    help="score the starting model first")
+    g.add_argument("--ddp_timeout", type=_positive_int, metavar="SECONDS",
+                   help="several processes on GPUs: how long the others wait while rank 0 runs the accuracy eval "
+                        "or saves; raise it when one eval takes longer")
     g.add_argument("--debug", action="store_true",
                    help="show the full traceback of an error in your own code (a reward) instead of one line")
 

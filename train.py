@@ -111,6 +111,7 @@ def build_grpo_config(config: RunConfig):
         save_total_limit=config.save_total_limit,
         log_completions=False,  # callbacks.py writes completions.jsonl and TensorBoard text instead
         disable_tqdm=False,
+        ddp_timeout=config.ddp_timeout,  # used by CUDA launches; transformers leaves gloo on CPU at torch's 30 min
         # device and precision
         **config.placement.trainer_flags,
     )

@@ -126,6 +126,10 @@ class RunConfig:
     eval_samples: int = 64
     eval_split: str | None = None
     eval_before_train: bool = False
+    # seconds every process waits at a meeting point while rank 0 alone works (the accuracy eval, a checkpoint
+    # save): transformers' 1800 s default ends a launch whose in-run eval runs longer (a large --eval_samples
+    # with long completions on a big model); a process that dies still ends the launch at once (torchrun)
+    ddp_timeout: int = 7200
     # output
     output_dir: str = "ckpts/run"
     overwrite_output_dir: bool = False
@@ -175,7 +179,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     **{name: (lambda v: v >= 1, "a positive integer") for name in (
         "max_samples", "max_prompt_length", "lora_r", "batch_size", "gradient_accumulation_steps", "num_iterations",
         "max_completion_length", "logging_steps", "log_completions_steps", "eval_samples", "save_steps",
-        "save_total_limit")},
+        "save_total_limit", "ddp_timeout")},
     **{name: (lambda v: v > 0, "a positive number") for name in (
         "lora_alpha", "learning_rate", "num_train_epochs", "epsilon", "epsilon_high", "temperature", "max_grad_norm")},
     "num_generations": (lambda v: v >= 2, "at least 2: GRPO needs at least 2 completions per prompt"),

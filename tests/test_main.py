@@ -268,3 +268,18 @@ def test_the_resolved_config_is_frozen_and_holds_the_loaded_rewards(tmp_path):
 def test_the_parser_takes_every_default_from_config():
     parsed = main.build_parser().parse_args([])
     assert {k: getattr(parsed, k) for k in main.config.DEFAULTS} == main.config.DEFAULTS
+
+
+def test_ddp_timeout_reaches_the_trainer_and_is_checked(tmp_path):
+    """The other processes wait this long while rank 0 runs the accuracy eval; transformers' 1800 s would end a
+    launch whose eval runs longer, so the default is 7200 s and the flag (or a YAML key) changes it."""
+    import train
+
+    assert train.build_grpo_config(args_for("--device", "cpu", tmp_path=tmp_path)).ddp_timeout == 7200
+    a = args_for("--device", "cpu", "--ddp_timeout", "10800", tmp_path=tmp_path)
+    assert train.build_grpo_config(a).ddp_timeout == 10800
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("ddp_timeout: 0\n")
+    with pytest.raises(UsageError) as e:
+        args_for("--config", str(cfg), "--device", "cpu", tmp_path=tmp_path)
+    assert "ddp_timeout" in str(e.value) and "\n" not in str(e.value)
