@@ -197,11 +197,14 @@ class _Exact:
             (mn, cn), = n.items()
             (md, cd), = d.items()
             c = cn / cd
+            sign = None
             if c < 0 and e.denominator % 2 == 0:
-                sign = ({(("#-1", Fraction(1, 2)),): Fraction(1)}, ONE)  # sqrt(-4) = 2i
+                if e.denominator != 2:  # a fourth root of a negative is not i times a real: undecided here
+                    return self.atom("@pow" + key(n, d) + repr(e))
+                # principal value: (-4)^(1/2) = 2i, (-4)^(3/2) = (2i)^3 = -8i, (-4)^(-1/2) = -i/2
+                i_power = Fraction(1) if e.numerator % 4 == 1 else Fraction(-1)
+                sign = ({(("#-1", Fraction(1, 2)),): i_power}, ONE)
                 c = -c
-            else:
-                sign = None
             out = self.radical(c, e)
             for name, x in mn:
                 out = (self.ring.mul(out[0], self.atom(name, x * e)[0]), out[1])

@@ -227,6 +227,13 @@ def format_score(completion: Any, prompt: Any = None) -> float:
     return 1.0 if last_boxed(text[pos[2] + len("<answer>"):pos[3]]) else 0.5
 
 
+def format_ok(completion: Any, prompt: Any = None) -> bool:
+    """The format half of `r1_zero` and eval's format rate: `format_score` 1.0, or for a prompt that ends in
+    `<think>` (r1_zero's prefill) 0.5 and up, both pairs present."""
+    fs = format_score(completion, prompt)
+    return fs >= 0.5 if prefills_think(prompt) else fs == 1.0
+
+
 def grade(completion: Any, gold: str, prompt: Any = None, *, lenient: bool = False) -> dict:
     """Everything eval.py records about one completion, by the same rules the rewards use.
 
@@ -241,7 +248,6 @@ def grade(completion: Any, gold: str, prompt: Any = None, *, lenient: bool = Fal
     if lenient and pred is None:
         pred_l = extract_answer(completion, prompt=prompt, lenient=True)
         correct_l = answers_match(pred_l, gold, wait_for_worker=True)
-    fs = format_score(completion, prompt)
     return {"prediction": pred, "correct": correct, "prediction_lenient": pred_l, "correct_lenient": correct_l,
-            "format_score": fs, "format_ok": fs >= 0.5 if prefills_think(prompt) else fs == 1.0}
+            "format_score": format_score(completion, prompt), "format_ok": format_ok(completion, prompt)}
 

@@ -34,7 +34,7 @@ import re
 import time
 from functools import lru_cache
 
-from grpo_math import shapes
+from grpo_math import expr_tree, shapes
 from grpo_math.algebra import same_relation, same_value
 from grpo_math.exact import MAX_ANSWER_CHARS, PLAIN_NUMBER, depth, num_eq, value
 from grpo_math.grader_worker import shared_worker
@@ -209,13 +209,16 @@ class _Judge:
         if re.fullmatch(r"[A-Za-z ]+", p) and re.fullmatch(r"[A-Za-z ]+", g):
             return p.lower() == g.lower()  # text answers: `Yes`, `\text{Evelyn}`
         gv = _number(g, "." in p)
-        if gv is not None:  # an exact gold needs an exact answer; no symbolic work for it
+        if gv is not None:  # an exact gold: decided here, exactly (as in `equal`), never by the child
             pv = _number(p, "." in g)
-            return pv is not None and num_eq(pv, gv)
+            if pv is not None or gv[1]:
+                return pv is not None and num_eq(pv, gv)
         self.comparisons += 1
         if self.comparisons > MAX_COMPARISONS:
             return False
         verdict = same_value(p, g, self.ring)
+        if gv is not None:
+            return verdict is True  # `\cos\frac{\pi}{3}` for 1/2
         return verdict if verdict is not None else self.child(p, g)
 
     def relation(self, p: tuple, g: tuple) -> bool:
@@ -230,9 +233,10 @@ class _Judge:
 
 
 def clear_caches() -> None:
-    """Forget cached canonical forms, values and math-verify verdicts (benchmarks, tests)."""
+    """Forget cached canonical forms, values, parsed expressions and math-verify verdicts (benchmarks, tests)."""
     canon.cache_clear()
     value.cache_clear()
+    expr_tree.parse.cache_clear()
     shared_worker().clear_cache()
 
 

@@ -6,7 +6,8 @@
 Every reward follows TRL's contract: one float (or None, where the gold answer cannot be parsed) per
 completion; `completions` are strings or chat messages; `__name__` is the metric key (`rewards/<name>/mean`).
 None of them raises on model output or takes unbounded time: they read completions through `answers.py`.
-`load_reward_funcs` is called once per run (config.py), so a user's `file.py:fn` module runs once.
+`load_reward_funcs` is called once per run (checks.resolve_checked, as config.resolve builds the run's
+settings), so a user's `file.py:fn` module runs once.
 The table of rules is in the top-level `reward.py`, with the self-test (`python reward.py`).
 Left out on purpose: partial credit for a near answer, reward for reasoning quality, a language-model judge.
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from grpo_math.answers import (MAX_COMPLETION_CHARS, TAGS, answer_block, answers_match, clean_answer,
-                               completion_text, extract_answer, final_region, format_score, last_boxed,
+                               completion_text, extract_answer, final_region, format_ok, format_score, last_boxed,
                                normalize_gold, prefills_think, tag_positions, with_prefill)
 from grpo_math.config import DEFAULT_MAX_COMPLETION_LENGTH
 from grpo_math.grader_worker import shared_worker
@@ -137,7 +138,7 @@ def accuracy_reward(completions: list, answer: Any = None, prompts: Any = None, 
 def r1_zero_reward(completions: list, answer: Any = None, prompts: Any = None, completion_ids: Any = None,
                    **kwargs: Any) -> list[float | None]:
     """1.0 only when the format is right and the answer is right (no format credit for a wrong answer: it
-    invites hacking). Format right is `grade`'s `format_ok`."""
+    invites hacking). Format right is `answers.format_ok`, as in eval's format rate."""
     golds = _golds(answer, kwargs, len(completions), "r1_zero")
     ps = _per_item(prompts, len(completions), "prompts")
     out: list[float | None] = []
@@ -145,9 +146,7 @@ def r1_zero_reward(completions: list, answer: Any = None, prompts: Any = None, c
         if normalize_gold(g) is None:
             out.append(None)
             continue
-        fs = format_score(c, p)
-        ok = fs >= 0.5 if prefills_think(p) else fs == 1.0
-        out.append(float(ok and answers_match(extract_answer(c, prompt=p), g)))
+        out.append(float(format_ok(c, p) and answers_match(extract_answer(c, prompt=p), g)))
     return out
 
 

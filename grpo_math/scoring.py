@@ -62,7 +62,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 def majority_vote(predictions: Sequence[str | None]) -> int | None:
     """Index of the first member of the largest group of equivalent predictions (ties: the group seen first).
 
-    Equivalence is `reward.answers_match`, so "1,080" and "1080" vote together; None (no answer) never votes.
+    Equivalence is `answers.answers_match`, so "1,080" and "1080" vote together; None (no answer) never votes.
     """
     groups: list[list[int]] = []  # in order of first occurrence; max() keeps the first of equal sizes
     for i, pred in enumerate(predictions):

@@ -1,10 +1,10 @@
 """Answer shapes: a canonical answer as a list, tuple, interval, set, matrix, labelled value or relation.
 
-    compare(parse("(x,y)=(5,8) and (8,5)"), parse("(5, 8), (8, 5)"), scalar_eq)   # True
-    compare(parse("4, 500"), parse("4500"), scalar_eq)                             # False: a list is not one number
+    compare(parse("(x,y)=(5,8) and (8,5)"), parse("(5, 8), (8, 5)"), scalar_eq, relation_eq)   # True
+    compare(parse("4, 500"), parse("4500"), scalar_eq, relation_eq)                  # False: a list is not one number
 
-equivalence.py parses both canonical answers into shapes and compares them item by item; `scalar_eq` (from
-equivalence.py) decides single expressions. The rules, each a convention (see reward.py's table):
+equivalence.py parses both canonical answers into shapes and compares them item by item; `scalar_eq` and
+`relation_eq` (equivalence.py's judge) decide single expressions and single relations. The rules, each a convention (see reward.py's table):
 - items are separated at the top level by `,` (a comma followed by a space always separates: `4, 500` is two
   numbers), `;`, and the words `and` / `or`; `;` separates solutions whose `,` parts are tuples (`p=5,q=2;p=7,q=2`);
 - a bare list or a set of solutions matches in any order; a tuple or an interval in order, brackets included;
@@ -16,7 +16,8 @@ equivalence.py) decides single expressions. The rules, each a convention (see re
   `2x+4y=3` is `y=-x/2+3/4`); `\\pm` is its two values;
 - matrices (`pmatrix`, `bmatrix`, `array`) compare entry by entry; a sum or product of numeric matrices is
   evaluated first.
-Linear in the answer's length, apart from the any-order matching (at most MAX_ITEMS squared comparisons).
+Bounded by the answer's length cap (exact.MAX_ANSWER_CHARS) and the any-order matching (at most MAX_ITEMS squared
+comparisons).
 Left out on purpose: solving an inequality in |x| into intervals, symbolic matrix arithmetic.
 """
 from __future__ import annotations
@@ -30,7 +31,6 @@ MAX_ITEMS = 40  # longer lists are cut there (and then differ from a longer gold
 MAX_NESTING = 20  # brackets deep; deeper answers are compared as text
 
 Scalar = Callable[[str, str], bool]
-_OPEN = {"(": ")", "[": "]", "{": "}"}
 _REL = re.compile(r"\\(?:le|ge|neq|approx)(?![A-Za-z])|[<>=]")
 _WORD_SEP = re.compile(r"(?<![A-Za-z\\])(?:and|or)(?![a-z])")
 _SIMPLE_VAR = re.compile(r"[A-Za-z](?:_(?:\{[0-9A-Za-z]+\}|[0-9A-Za-z]))?|\\[A-Za-z]+")

@@ -148,6 +148,14 @@ SYMBOLIC = [  # decided exactly in-process (algebra.py); the child is not needed
     (box("\\frac{1+\\sqrt{5}}{2}"), "2", 0.0),                     # near 1.6, not 2
     (box("1 + \\frac{1}{e}"), "1 - \\frac{1}{e}", 0.0),            # Math-Verify issue 14
     (box("y^2"), "x^2", 0.0),                                      # different variables
+    (box("2i"), "\\sqrt{-4}", 1.0),                                # the principal square root
+    (box("-8i"), "(-4)^{3/2}", 1.0),                               # (2i)^3
+    (box("8i"), "(-4)^{3/2}", 0.0),
+    (box("-\\frac{i}{2}"), "(-4)^{-1/2}", 1.0),                    # 1/(2i)
+    (box("\\frac{i}{2}"), "(-4)^{-1/2}", 0.0),
+    (box("i\\sqrt2"), "\\sqrt[4]{-4}", 0.0),                       # the fourth root is 1+i
+    (box("(\\cos\\frac{\\pi}{3}, 1)"), "(\\frac12, 1)", 1.0),         # exact values inside a tuple too
+    (box("\\sqrt2\\cdot\\sqrt2, 1"), "2, 1", 1.0),                    # and inside a list
 ]
 
 HEDGES = [  # never credited, whatever the joining rules
