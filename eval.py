@@ -27,20 +27,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import time
 import warnings
 from pathlib import Path
 
-from grpo_math.config import DEFAULT_DATASET, RunConfig
+from grpo_math.config import DEFAULT_DATASET, RunConfig, UsageError, check_values
 from grpo_math.hub import is_local_path
-from grpo_math.results import EvalError, open_partial, same_settings, summary_line
+from grpo_math.results import EvalError, differing_settings, open_partial, summary_line
 from grpo_math.results import format_table, summarize  # noqa: F401 - the --summarize path and its API
-from grpo_math.rundir import CHECKPOINT_RE, checkpoint_dirs, find_run_config, write_atomic
+from grpo_math.rundir import CHECKPOINT_RE, checkpoint_dirs, find_run, read_run_config, write_atomic
 from grpo_math.scoring import GenerateFn, eos_token_ids, evaluate  # noqa: F401 - evaluate: eval.py's API
-
-logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -95,14 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_flags(a: argparse.Namespace) -> None:
-    for name in ("limit", "max_prompt_length", "max_completion_length", "batch_size", "num_samples"):
+    shared = ("max_prompt_length", "max_completion_length", "batch_size", "top_p", "seed", "reward_weights")
+    try:  # the flags training also has: the same rules (ranges, finite numbers) as main.py's
+        check_values({name: getattr(a, name) for name in shared if getattr(a, name) is not None})
+    except UsageError as e:
+        raise EvalError(str(e)) from None
+    for name in ("limit", "num_samples"):
         value = getattr(a, name)
         if value is not None and value < 1:
             raise EvalError(f"--{name} {value} must be a positive integer")
-    if a.temperature < 0:
+    if not (a.temperature >= 0 and math.isfinite(a.temperature)):
         raise EvalError(f"--temperature {a.temperature} must be >= 0 (0 = greedy)")
-    if not 0 < a.top_p <= 1:
-        raise EvalError(f"--top_p {a.top_p} must be in (0, 1]")
     if a.num_samples > 1 and a.temperature == 0:
         raise EvalError(f"--num_samples {a.num_samples} with greedy decoding gives {a.num_samples} identical "
                         "samples; add --temperature (e.g. 0.6)")
@@ -112,21 +114,15 @@ def _check_flags(a: argparse.Namespace) -> None:
             raise EvalError("--use_vllm: vllm is not installed here; pip install vllm, or drop --use_vllm")
 
 
-
 def _run_of(a: argparse.Namespace) -> tuple[Path | None, dict]:
     """The run directory and its run_config.json: --run_dir, else the run --model_dir sits in."""
     if a.run_dir:
-        path = Path(a.run_dir) / "run_config.json"
-        try:
-            return Path(a.run_dir), json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise EvalError(f"--run_dir {a.run_dir}: no readable run_config.json ({type(e).__name__})") from None
-    if is_local_path(a.model_dir):
-        d = Path(a.model_dir).expanduser().resolve()
-        run_dir = next((c for c in (d, d.parent) if (c / "run_config.json").is_file()), None)
-        if run_dir is not None:
-            return run_dir, find_run_config(d) or {}
-    return None, {}
+        run_cfg = read_run_config(a.run_dir)
+        if run_cfg is None:
+            raise EvalError(f"--run_dir {a.run_dir}: no readable run_config.json")
+        return Path(a.run_dir), run_cfg
+    found = find_run(a.model_dir) if is_local_path(a.model_dir) else None
+    return found if found else (None, {})
 
 
 def _step(model_dir: str, run_cfg: dict) -> int | None:
@@ -268,7 +264,7 @@ def prepare(a: argparse.Namespace) -> tuple | None:
     if a.skip_existing and out.is_file():
         try:
             old = json.loads(out.read_text(encoding="utf-8"))
-            reusable = not same_settings(old["config"], config)
+            reusable = not differing_settings(old["config"], config)
         except (ValueError, KeyError, TypeError):
             reusable = False
         if reusable:

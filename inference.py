@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import re
 import sys
@@ -24,7 +25,6 @@ import warnings
 from grpo_math.config import RunConfig
 from grpo_math.rundir import find_run_config
 
-logger = logging.getLogger(__name__)
 
 # (question, language, expected answer): two GSM8K-style problems and one in Chinese
 BUILTIN_QUESTIONS = (
@@ -94,7 +94,7 @@ def prepare(a: argparse.Namespace) -> tuple:
 
     if a.max_new_tokens is not None and a.max_new_tokens < 1:
         raise ValueError(f"--max_new_tokens {a.max_new_tokens} must be a positive integer")
-    if a.temperature < 0 or not 0 < a.top_p <= 1:
+    if not (a.temperature >= 0 and math.isfinite(a.temperature)) or not 0 < a.top_p <= 1:
         raise ValueError(f"--temperature {a.temperature} must be >= 0 and --top_p {a.top_p} in (0, 1]")
     found = (find_run_config(a.model_dir) or {}).get("args") if os.path.isdir(a.model_dir) else None
     run = RunConfig.from_record(found if isinstance(found, dict) else {})  # the run's settings, else defaults

@@ -158,8 +158,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-
-
 def _load_config_file(path: str, parser: argparse.ArgumentParser) -> dict:
     """The flag values of a `--config` YAML file: keys checked against the flags, strings converted as the
     flag would convert them (YAML reads 1e-5 as a string), choices checked; ranges are config.resolve's job."""

@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1  # $PWD: the grpo_math package TOKENIZERS_PARALLELISM=false
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false  # $PWD: the grpo_math package
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 python3 bench/throughput.py --device cuda --config_dir .devdata/qwen2.5-instruct --gsm8k .devdata/gsm8k \
     --arms stock project "$@" 2>&1 | tee "${OUT:-/tmp}/throughput.log"

@@ -94,6 +94,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.completions % args.num_generations:
         p.error(f"--num_generations {args.num_generations} must divide --completions {args.completions}")
     needed = [("--gsm8k", args.gsm8k / "train.jsonl")]
+    if args.eval_problems > 0:  # read after every arm has run: a missing file must fail here, not then
+        needed.append(("--gsm8k", args.gsm8k / "test.jsonl"))
     if args.shape == "full":
         needed.append(("--config_dir", args.config_dir / "config.json"))
     for what, path in needed:

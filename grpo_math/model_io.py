@@ -150,6 +150,8 @@ def resolve_base_model(adapter_dir: str | Path, base_model: str | None = None) -
 def load_for_inference(model_dir: str, dtype: torch.dtype, device: str, base_model: str | None = None,
                        trust_remote_code: bool = False):
     """(model, tokenizer, base_id) ready to generate: an adapter is merged into its base for speed."""
+    if is_local_path(model_dir):
+        model_dir = str(Path(model_dir).expanduser())  # a quoted `~/runs/x/final`, as eval.py's own check reads it
     path = Path(model_dir)
     if is_local_path(model_dir) and not path.exists():
         raise ModelLoadError(f"--model_dir {model_dir}: no such directory")

@@ -16,7 +16,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from grpo_math.rundir import COMPLETIONS_LOG, FINAL, PLOTS, REPORT, RUN_CONFIG, TRAIN_LOG
+from grpo_math.rundir import (COMPLETIONS_LOG, FINAL, PLOTS, REPORT, TENSORBOARD_DIR, TRAIN_LOG,
+                              read_run_config)
 
 SMOOTHING = 0.6  # EMA weight, TensorBoard's default slider value: follows trends without hiding the last steps
 
@@ -54,8 +55,7 @@ def load_run(run_dir: str | Path) -> dict:
         raise VisualizeError(f"{log}: not valid JSON ({e})") from None
     if not isinstance(records, list):
         raise VisualizeError(f"{log}: expected a list of records")
-    config_file = path / RUN_CONFIG
-    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    config = read_run_config(path) or {}  # an unreadable one is logged and left out of the plots' titles
     return {"name": path.resolve().name, "dir": path, "records": records,
             "completions": _read_jsonl(path / COMPLETIONS_LOG), "config": config}
 
@@ -194,5 +194,5 @@ def format_summary(report: dict, *, wall_time_s: float, warnings: list[dict] | N
                if (Path(run_dir) / name).exists()]
     lines.append(f"  outputs                  {run_dir}/ {', '.join(outputs)}")
     if tensorboard:
-        lines.append(f"  TensorBoard              tensorboard --logdir {Path(run_dir) / 'runs'}")
+        lines.append(f"  TensorBoard              tensorboard --logdir {Path(run_dir) / TENSORBOARD_DIR}")
     return "\n".join(lines)

@@ -32,7 +32,7 @@ class EvalError(ValueError):
     """Bad input to eval.py (a flag, a results directory); the message is one line naming it."""
 
 
-def same_settings(a: dict, b: dict) -> list[str]:
+def differing_settings(a: dict, b: dict) -> list[str]:
     """The RESUME_KEYS on which two eval configs differ."""
     return [k for k in RESUME_KEYS if a.get(k) != b.get(k)]
 
@@ -61,7 +61,7 @@ def open_partial(partial: Path, config: dict) -> None:
                 header = json.loads(f.readline()).get("config") or {}
         except (ValueError, AttributeError):
             header = {}
-        differ = same_settings(header, config) if header else ["header"]
+        differ = differing_settings(header, config) if header else ["header"]
         if not differ:
             logger.info("resuming from %s", partial)
             return

@@ -107,14 +107,21 @@ def read_run_config(run_dir: str | Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def find_run_config(model_dir: str | Path) -> dict | None:
-    """The run_config.json of the run a `final/` or `checkpoint-N/` directory (or the run itself) belongs to."""
+def find_run(model_dir: str | Path) -> tuple[Path, dict] | None:
+    """(run directory, its run_config.json) of the run a `final/` or `checkpoint-N/` directory (or the run
+    itself) belongs to, or None."""
     d = Path(model_dir).expanduser().resolve()
     for cand in (d, d.parent):
         found = read_run_config(cand)
         if found is not None:
-            return found
+            return cand, found
     return None
+
+
+def find_run_config(model_dir: str | Path) -> dict | None:
+    """The run_config.json of the run a `final/` or `checkpoint-N/` directory (or the run itself) belongs to."""
+    found = find_run(model_dir)
+    return found[1] if found else None
 
 
 def holds_a_run(run_dir: str | Path) -> bool:

@@ -310,6 +310,10 @@ def _corrupt_weights(tmp_path: Path, tiny_model_dir: Path) -> Path:
     ("greedy samples", ["--num_samples", "4"], "identical"),
     ("unknown flag", ["--no_such_flag"], "--no_such_flag"),
     ("unknown reward", ["--reward_funcs", "acc"], "unknown reward 'acc'"),
+    # the flags training also has go through main.py's rules: ranges and finite numbers
+    ("nan weight", ["--reward_funcs", "accuracy", "--reward_weights", "nan"], "nan is not a finite number"),
+    ("seed range", ["--seed", "-1"], "--seed -1 must be in 0..4294967295"),
+    ("nan temperature", ["--temperature", "nan"], "--temperature nan"),
 ])
 def test_bad_input_is_one_line_exit_2_and_keeps_earlier_results(case, argv, message, tiny_model_dir, tmp_path,
                                                                   capsys):

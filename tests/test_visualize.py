@@ -143,6 +143,15 @@ def test_empty_log_of_a_run_that_died_before_its_first_step(tmp_path):
     assert all((run / name).exists() for name in visualize.PLOTS)
 
 
+def test_an_unreadable_run_config_is_left_out_not_a_traceback(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "train_log.json").write_text("[]")
+    (run / "run_config.json").write_text("{cut off")
+    assert visualize.main([str(run)]) == 0
+    assert (run / "training_report.json").is_file()
+
+
 def test_cli_error_names_the_directory(tmp_path, capsys):
     assert visualize.main([str(tmp_path / "nowhere")]) == 2
     assert "nowhere: no train_log.json" in capsys.readouterr().err
