@@ -222,8 +222,9 @@ def resolve_config(a: argparse.Namespace) -> tuple[dict, list]:
 
 
 def _vllm_generate_fn(model, tokenizer, config: dict, eos: list[int]) -> GenerateFn:
-    """Generation by vLLM: from the model directory itself, or for an adapter from a merged copy of `model`
-    written to a temporary directory (removed at exit). Not exercised by the tests (no vLLM on CPU)."""
+    """Generation by vLLM: from the model directory itself (a .gguf file: its converted copy, which eval.py
+    loaded), or for an adapter from a merged copy of `model` written to a temporary directory (removed at exit).
+    Not exercised by the tests (no vLLM on CPU)."""
     import atexit
     import shutil
     import tempfile
@@ -231,10 +232,11 @@ def _vllm_generate_fn(model, tokenizer, config: dict, eos: list[int]) -> Generat
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
+    from grpo_math.gguf_models import local_source
     from grpo_math.rollout import cut_after_eos
 
-    source = config["model_dir"]
-    if config["base_model"] is not None or source.endswith(".gguf"):  # vLLM scores what eval.py loaded: merged
+    source = local_source(config["model_dir"])
+    if config["base_model"] is not None:  # vLLM scores what eval.py loaded: the adapter merged into its base
         source = tempfile.mkdtemp(prefix="eval-vllm-")
         atexit.register(shutil.rmtree, source, ignore_errors=True)
         model.save_pretrained(source)

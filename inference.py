@@ -63,28 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
 def answer(model, tokenizer, prompt, *, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
            seed: int = 0, stream: bool = False) -> tuple[str, int]:
     """(completion text, completion tokens) for one prompt; `stream` prints the text as it comes."""
-    from grpo_math.rollout import cut_after_eos, generate, generation_config_for, left_pad
+    from grpo_math.rollout import generate
     from grpo_math.scoring import decode, encode_prompts, eos_token_ids
 
-    ids = encode_prompts(tokenizer, [prompt])
-    eos = eos_token_ids(model, tokenizer)
-    if not stream:
-        out = generate(model, ids, max_new_tokens=max_new_tokens, eos_token_ids=eos,
-                       pad_token_id=tokenizer.pad_token_id, temperature=temperature, top_p=top_p, seed=seed)[0]
-        return decode(tokenizer, [out])[0], len(out)
-    import torch
-    from transformers import TextStreamer
+    streamer = None
+    if stream:
+        from transformers import TextStreamer
 
-    # rollout.generate returns whole completions; streaming needs generate's streamer hook, same settings
-    config = generation_config_for(max_new_tokens=max_new_tokens, eos_token_ids=eos,
-                                   pad_token_id=tokenizer.pad_token_id, temperature=temperature, top_p=top_p)
-    input_ids, mask = left_pad(ids, tokenizer.pad_token_id, next(model.parameters()).device)
-    streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        out = model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config, streamer=streamer)
-    completion = cut_after_eos(out[:, input_ids.size(1):], eos)[0]
-    return decode(tokenizer, [completion])[0], len(completion)
+        streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    out = generate(model, encode_prompts(tokenizer, [prompt]), max_new_tokens=max_new_tokens,
+                   eos_token_ids=eos_token_ids(model, tokenizer), pad_token_id=tokenizer.pad_token_id,
+                   temperature=temperature, top_p=top_p, seed=seed, streamer=streamer)[0]
+    return decode(tokenizer, [out])[0], len(out)
 
 
 def prepare(a: argparse.Namespace) -> tuple:

@@ -296,6 +296,25 @@ def default_eval_split(dataset_id: str) -> str:
     return HUB_EVAL_SPLITS.get(dataset_id, "test")
 
 
+def encode_prompts(tokenizer, prompts: Sequence) -> list[list[int]]:
+    """Token ids of each prompt as TRL 1.16 builds them for training (`_tokenize_prompts`): chat messages through
+    the chat template with the generation prompt, plain strings (r1_zero) through the tokenizer with its special
+    tokens (a BOS, for tokenizers that add one). Eval, inference and the prompt-length filter all use this."""
+    out: list[list[int] | None] = [None] * len(prompts)
+    chats = [i for i, p in enumerate(prompts) if not isinstance(p, str)]
+    texts = [i for i, p in enumerate(prompts) if isinstance(p, str)]
+    if chats:
+        ids = tokenizer.apply_chat_template([prompts[i] for i in chats], add_generation_prompt=True, tokenize=True,
+                                            return_dict=True)["input_ids"]
+        for i, x in zip(chats, ids):
+            out[i] = list(x)
+    if texts:
+        ids = tokenizer(text=[prompts[i] for i in texts])["input_ids"]
+        for i, x in zip(texts, ids):
+            out[i] = list(x)
+    return out  # type: ignore[return-value]
+
+
 def filter_long_prompts(dataset: datasets.Dataset, tokenizer, max_prompt_length: int | None
                         ) -> tuple[datasets.Dataset, int]:
     """Drop rows whose prompt is over `max_prompt_length` tokens, counted the way TRL tokenizes it.
@@ -306,13 +325,7 @@ def filter_long_prompts(dataset: datasets.Dataset, tokenizer, max_prompt_length:
         return dataset, 0
     lengths: list[int] = []
     for start in range(0, len(dataset), 256):  # batches keep memory flat on large datasets
-        prompts = dataset[start:start + 256]["prompt"]
-        if isinstance(prompts[0], str):
-            ids = tokenizer(text=prompts)["input_ids"]
-        else:
-            ids = tokenizer.apply_chat_template(prompts, add_generation_prompt=True, tokenize=True,
-                                                return_dict=True)["input_ids"]
-        lengths.extend(len(x) for x in ids)
+        lengths.extend(len(x) for x in encode_prompts(tokenizer, dataset[start:start + 256]["prompt"]))
     keep = [i for i, n in enumerate(lengths) if n <= max_prompt_length]
     n_dropped = len(dataset) - len(keep)
     if not keep:

@@ -118,6 +118,7 @@ def _static_cache(model: torch.nn.Module, batch_size: int, needed_len: int) -> S
 def generate_with_config(
     model: torch.nn.Module, prompt_ids: list[list[int]], generation_config: GenerationConfig, *,
     seed: int | None = None, use_static_cache: bool | None = None, compile_decode: bool | None = None,
+    streamer: Any = None,
 ) -> list[list[int]]:
     """`generate` with a ready GenerationConfig (the trainer passes TRL's own, so sampling semantics match).
 
@@ -147,7 +148,7 @@ def generate_with_config(
     with rng, torch.no_grad():  # not inference_mode: a reused static cache is written in place later
         if seed is not None:
             torch.manual_seed(seed)
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"streamer": streamer} if streamer is not None else {}
         if use_static_cache:
             # Our own persistent cache rather than cache_implementation="static": generate would allocate a new
             # one per call, and new tensor addresses would make the compiled decode step re-record its graphs.
@@ -159,7 +160,7 @@ def generate_with_config(
 def generate(
     model: torch.nn.Module, prompt_ids: list[list[int]], *, max_new_tokens: int, eos_token_ids: list[int],
     pad_token_id: int, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0, seed: int | None = None,
-    use_static_cache: bool | None = None,
+    use_static_cache: bool | None = None, streamer: Any = None,
 ) -> list[list[int]]:
     """Completions for a batch of tokenized prompts, each cut after its first EOS (kept), no padding.
 
@@ -167,13 +168,15 @@ def generate(
     first, so that one cache, and one compiled graph, fits every later batch) and puts the model in eval mode;
     for a PEFT model, `InferenceCopy(model).model` generates ~4x faster on GPU. temperature 0 is greedy;
     `seed` makes sampling repeatable without touching the caller's RNG state. `use_static_cache` None means on
-    for CUDA (where the decode step is then compiled), off elsewhere.
+    for CUDA (where the decode step is then compiled), off elsewhere. `streamer` is transformers' hook
+    (`TextStreamer`: inference.py --stream), for a batch of one.
     """
     config = generation_config_for(
         max_new_tokens=max_new_tokens, eos_token_ids=eos_token_ids, pad_token_id=pad_token_id,
         temperature=temperature, top_p=top_p, top_k=top_k,
     )
-    return generate_with_config(model, prompt_ids, config, seed=seed, use_static_cache=use_static_cache)
+    return generate_with_config(model, prompt_ids, config, seed=seed, use_static_cache=use_static_cache,
+                                streamer=streamer)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from pathlib import Path
 from grpo_math import rollout
 from grpo_math.answers import answers_match, grade
 from grpo_math.config import DEFAULT_MAX_COMPLETION_LENGTH, DEFAULT_REWARDS
+from grpo_math.data import encode_prompts  # noqa: F401 - also scoring's API (inference.py, tests)
 from grpo_math.rewards import REWARD_FUNCS, weighted_sum
 from grpo_math.rundir import write_atomic
 
@@ -109,24 +110,6 @@ def compute_metrics(records: list[dict], num_samples: int = 1) -> dict:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Tokens in, records out
-
-
-def encode_prompts(tokenizer, prompts: Sequence) -> list[list[int]]:
-    """Token ids of each prompt: chat messages through the chat template (with the generation prompt),
-    plain strings as they are (no special tokens added), as TRL builds them for training."""
-    out: list[list[int] | None] = [None] * len(prompts)
-    chats = [i for i, p in enumerate(prompts) if not isinstance(p, str)]
-    texts = [i for i, p in enumerate(prompts) if isinstance(p, str)]
-    if chats:
-        ids = tokenizer.apply_chat_template([prompts[i] for i in chats], add_generation_prompt=True, tokenize=True,
-                                            return_dict=True)["input_ids"]
-        for i, x in zip(chats, ids):
-            out[i] = list(x)
-    if texts:
-        ids = tokenizer(text=[prompts[i] for i in texts], add_special_tokens=False)["input_ids"]
-        for i, x in zip(texts, ids):
-            out[i] = list(x)
-    return out  # type: ignore[return-value]
 
 
 def eos_token_ids(model, tokenizer) -> list[int]:

@@ -180,6 +180,29 @@ def test_prompts_are_tokenized_as_for_training(tiny_model_dir):
     assert r1_ids == tok(R1, add_special_tokens=False)["input_ids"]   # plain text: as is
 
 
+def test_plain_prompts_keep_the_bos_a_tokenizer_adds_as_in_training(tiny_model_dir):
+    """r1_zero prompts are plain text: TRL tokenizes them with the tokenizer's special tokens, so a Llama-style
+    BOS is in training's prompts, and must be in eval's, inference's and the length filter's too."""
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoTokenizer
+
+    import datasets
+
+    from grpo_math.data import DatasetError, filter_long_prompts
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    bos = tok.eos_token  # any special token will do as a BOS
+    tok.backend_tokenizer.post_processor = TemplateProcessing(
+        single=f"{bos} $A", special_tokens=[(bos, tok.convert_tokens_to_ids(bos))])
+    (r1_ids,) = scoring.encode_prompts(tok, [R1])
+    assert r1_ids == tok(text=[R1])["input_ids"][0]  # what TRL 1.16's _tokenize_prompts builds
+    assert r1_ids[0] == tok.convert_tokens_to_ids(bos) and r1_ids[1:] == tok(R1, add_special_tokens=False)["input_ids"]
+    ds = datasets.Dataset.from_dict({"prompt": [R1], "answer": ["1"]})
+    assert filter_long_prompts(ds, tok, len(r1_ids))[1] == 0
+    with pytest.raises(DatasetError, match=f"shortest: {len(r1_ids)}"):  # the BOS counts
+        filter_long_prompts(ds, tok, len(r1_ids) - 1)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # evaluate(): resume, training mode
 

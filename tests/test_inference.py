@@ -69,6 +69,9 @@ def test_streaming_prints_what_the_whole_answer_would_be(tiny_model_dir, capsys)
     printed = capsys.readouterr().out
     assert (streamed, n_streamed) == (whole, n_whole)  # greedy: the same completion either way
     assert printed.rstrip("\n") == whole.rstrip("\n")  # and it is what was streamed to the terminal
+    sampled = [inference.answer(model, tok, prompt, max_new_tokens=12, temperature=1.0, seed=5, stream=stream)
+               for stream in (False, True)]
+    assert sampled[0] == sampled[1]  # sampling too: the same seeded generator either way
 
 
 @pytest.mark.parametrize("argv, message", [
