@@ -221,7 +221,6 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
         guarded.use_one_gpu(grpo_config)
     use_fast = resolve_fast_generation(config.fast_generation, use_vllm=config.use_vllm,
                                       device=config.placement.device)
-    logger.info("generator: %s", "rollout.py" if use_fast else "TRL vLLM" if config.use_vllm else "stock TRL")
     trainer = (guarded.FastGRPOTrainer if use_fast else guarded.GuardedGRPOTrainer)(
         model=model,
         reward_funcs=list(config.rewards),
@@ -231,6 +230,8 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
         peft_config=peft_config,
     )
     trainer.resume_weights_only = config.resume_weights_only
+    fast = getattr(trainer, "fast_path", False)  # FastGRPOTrainer may have turned itself off (ZeRO-3, FSDP)
+    logger.info("generator: %s", "rollout.py" if fast else "TRL vLLM" if config.use_vllm else "stock TRL")
     _log_parameters(trainer.model)
     console = add_callbacks(trainer, config, train_ds, eval_ds, tokenizer)
     trainer.add_callback(stop)
@@ -266,6 +267,7 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
     final = out / rundir.FINAL
     staged = checkpoints.staging_dir(out) / rundir.FINAL
     trainer.save_model(str(staged))  # collective under DeepSpeed/FSDP: every process calls it, rank 0 writes
+    trainer.accelerator.wait_for_everyone()  # every shard is on disk before rank 0 renames final/ into place
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(staged))
         if config.merge:

@@ -137,11 +137,23 @@ class RunLog(TrainerCallback):
         return record
 
     def _read_records(self) -> list[dict]:
+        """The earlier run's records, on resume; an unreadable log is kept aside, never overwritten."""
+        if not self.path.is_file():
+            return []
         try:
             data = json.loads(self.path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return []
-        return data if isinstance(data, list) else []
+        except (OSError, ValueError):
+            data = None
+        if isinstance(data, list):
+            return data
+        kept = self.path.with_name(self.path.name + ".unreadable")
+        try:
+            self.path.replace(kept)
+        except OSError:
+            kept = None
+        logger.warning("%s could not be read; the earlier steps' records are %s, and the log restarts at the "
+                       "resumed step", self.path, f"kept in {kept}" if kept else "lost")
+        return []
 
     # -- completions.jsonl and TensorBoard text
 
@@ -220,14 +232,13 @@ class AccuracyEval(TrainerCallback):
     """
 
     def __init__(self, evaluate: Callable, dataset, tokenizer, *, every: int = 0, before_train: bool = False,
-                 at_end: bool = True, max_completion_length: int = DEFAULT_MAX_COMPLETION_LENGTH,
+                 max_completion_length: int = DEFAULT_MAX_COMPLETION_LENGTH,
                  reward_funcs: list[Callable] | None = None, reward_weights: list[float] | None = None) -> None:
         self.evaluate = evaluate
         self.dataset = dataset
         self.tokenizer = tokenizer
         self.every = every
         self.before_train = before_train
-        self.at_end = at_end
         self.max_completion_length = max_completion_length
         self.reward_funcs = reward_funcs
         self.reward_weights = reward_weights
@@ -241,7 +252,7 @@ class AccuracyEval(TrainerCallback):
         copy = synced_copy() if synced_copy else None
         return copy.model if copy is not None else self.trainer.model
 
-    def run_eval(self, step: int) -> dict[str, float]:
+    def run_eval(self) -> dict[str, float]:
         model = self._policy()
         was_training = model.training
         started = time.perf_counter()
@@ -258,7 +269,7 @@ class AccuracyEval(TrainerCallback):
 
     def shared_eval(self, step: int) -> dict[str, float]:
         """`run_eval` once for all processes (see the class docstring); every rank gets rank 0's numbers."""
-        out = run_on_main(lambda: self.run_eval(step), every_rank=weights_sharded(self.trainer))
+        out = run_on_main(self.run_eval, every_rank=weights_sharded(self.trainer))
         self.history.append({"step": step, **out})
         return out
 
@@ -269,7 +280,7 @@ class AccuracyEval(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         step = state.global_step
         due = self.every > 0 and step % self.every == 0
-        last = self.at_end and step >= state.max_steps  # so "last eval accuracy" is the final model's
+        last = step >= state.max_steps  # so "last eval accuracy" is the final model's
         if due or last:
             queue_metrics(self.trainer, self.shared_eval(step))
             control.should_log = True  # this step's record then carries the eval, whatever --logging_steps is

@@ -26,7 +26,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from grpo_math.rundir import STAGING, checkpoint_dirs
+from grpo_math.rundir import CHECKPOINT_RE, STAGING, checkpoint_dirs
 
 logger = logging.getLogger(__name__)
 
@@ -189,8 +189,8 @@ def _with_state(ckpt: Path, missing: list[str], weights_only: bool, *, flag: str
 
 def checkpoints_after(run_dir: str | Path, ckpt: Path) -> list[Path]:
     """Checkpoints of `run_dir` newer than `ckpt` (an earlier timeline, when resuming from an older one)."""
-    step = int(ckpt.name.rsplit("-", 1)[-1]) if ckpt.name.rsplit("-", 1)[-1].isdigit() else None
-    return [c for s, c in checkpoint_dirs(run_dir) if step is not None and s > step]
+    m = CHECKPOINT_RE.fullmatch(ckpt.name)
+    return [c for s, c in checkpoint_dirs(run_dir) if m and s > int(m.group(1))]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -34,6 +34,8 @@ SCALE_REWARDS = ("group", "batch", "none")
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
 FAST_GENERATION_MODES = ("auto", "on", "off")
 VLLM_MODES = ("colocate", "server")
+DEVICES = ("auto", "cuda", "mps", "cpu")  # devices.py places them (it needs torch; this module does not)
+DTYPES = ("auto", "bf16", "fp16", "fp32")
 MAX_SEED = 2**32 - 1  # numpy's seed range, which transformers' set_seed also feeds
 
 DEMO_DEFAULTS: dict[str, Any] = {
@@ -164,10 +166,6 @@ class RunConfig:
         """Completions per optimizer step over all processes."""
         return self.batch_size * self.gradient_accumulation_steps * self.world_size
 
-    @property
-    def reward_weight_list(self) -> list[float]:
-        return list(self.reward_weights) if self.reward_weights is not None else [1.0] * len(self.reward_funcs)
-
 
 _RESOLVED = {"placement", "rewards", "world_size", "build_tiny_model", "resume_command"}
 FLAG_NAMES = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in _RESOLVED)
@@ -190,9 +188,8 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "lora_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "warmup_ratio": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "seed": (lambda v: 0 <= v <= MAX_SEED, f"in 0..{MAX_SEED}"),
-    "reward_weights": (lambda v: True, ""),  # finiteness is checked for every float, list items included
-    "device": (lambda v: v in ("auto", "cuda", "mps", "cpu"), "one of auto, cuda, mps, cpu"),
-    "dtype": (lambda v: v in ("auto", "bf16", "fp16", "fp32"), "one of auto, bf16, fp16, fp32"),
+    "device": (lambda v: v in DEVICES, f"one of {', '.join(DEVICES)}"),
+    "dtype": (lambda v: v in DTYPES, f"one of {', '.join(DTYPES)}"),
     "loss_type": (lambda v: v in LOSS_TYPES, f"one of {', '.join(LOSS_TYPES)}"),
     "scale_rewards": (lambda v: v in SCALE_REWARDS, f"one of {', '.join(SCALE_REWARDS)}"),
     "lr_scheduler_type": (lambda v: v in LR_SCHEDULERS, f"one of {', '.join(LR_SCHEDULERS)}"),

@@ -26,10 +26,11 @@ from dataclasses import dataclass
 
 import torch
 
+from grpo_math.config import DEVICES
+
 logger = logging.getLogger(__name__)
 
-DEVICES = ("auto", "cuda", "mps", "cpu")
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}  # config.DTYPES but "auto"
 
 
 class DeviceError(ValueError):
@@ -49,11 +50,6 @@ def world_size() -> int:
 def local_world_size() -> int:
     """Processes of this launch on this machine: `LOCAL_WORLD_SIZE` (torchrun, accelerate launch); 1 otherwise."""
     return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-
-
-def is_distributed() -> bool:
-    """True under `accelerate launch` / `torchrun` with more than one process."""
-    return world_size() > 1
 
 
 def is_main_process() -> bool:
@@ -151,7 +147,7 @@ def resolve_placement(device: str = "auto", dtype: str = "auto") -> Placement:
     """Resolve `--device` and `--dtype` together, and warn when GPUs would sit idle."""
     dev = resolve_device(device)
     placement = Placement(dev, resolve_dtype(dev, dtype))
-    if dev == "cuda" and not is_distributed() and torch.cuda.device_count() > 1:
+    if dev == "cuda" and world_size() == 1 and torch.cuda.device_count() > 1:
         n = torch.cuda.device_count()
         logger.warning(
             "%d GPUs are visible but this is one process: training uses cuda:0 only. To use all of them: "

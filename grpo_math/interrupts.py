@@ -36,7 +36,6 @@ class Stopped(BaseException):
         super().__init__(message)
         self.signum = signum
         self.exit_code = 128 + signum
-        self.signal_name = signal.Signals(signum).name
 
 
 class GracefulStop(TrainerCallback):

@@ -33,7 +33,7 @@ TENSORBOARD_DIR = "runs"
 STAGING = ".partial"  # checkpoints and final/ while written (checkpoints.py), and checkpoints being deleted
 CHECKPOINT_RE = re.compile(r"checkpoint-(\d+)")
 # Everything a run writes at the top of its directory, and so everything an overwrite may remove.
-RUN_FILES = (RUN_CONFIG, TRAIN_LOG, COMPLETIONS_LOG, REPORT, *PLOTS, "README.md")
+RUN_FILES = (RUN_CONFIG, TRAIN_LOG, TRAIN_LOG + ".unreadable", COMPLETIONS_LOG, REPORT, *PLOTS, "README.md")
 
 
 def as_number(value: Any) -> float | int | None:

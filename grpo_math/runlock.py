@@ -65,6 +65,19 @@ def holder(run_dir: str | Path) -> dict | None:
         os.close(fd)
 
 
+def _lock_exclusive(fd: int, tries: int = 5, wait_s: float = 0.02) -> bool:
+    """flock(LOCK_EX) without blocking on a holder; a few short retries, because `holder()` elsewhere probes
+    with a shared lock for a moment and a start that lands in that moment is not a busy directory."""
+    for attempt in range(tries):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if attempt + 1 < tries:
+                time.sleep(wait_s)
+    return False
+
+
 class RunLock:
     """The lock of one run directory, held from `acquire` to `release` (or to the process's death)."""
 
@@ -81,9 +94,7 @@ class RunLock:
             self._made_dir = True
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not _lock_exclusive(fd):
                 info = _read(fd)
                 os.close(fd)
                 raise RunDirBusy(busy_message(self.dir, info)) from None

@@ -22,7 +22,8 @@ loads a checkpoint's weights and step without its optimizer and RNG state.
 `state.global_step` moved since the last sync (as TRL does for vLLM) and generates from the copy with TRL's
 own `generation_config` (same temperature, top_p, top_k, min_p, repetition penalty). Loss, advantages,
 reference model and optimizer are stock TRL. Left out on purpose: vLLM, continuous batching, DeepSpeed
-ZeRO-3 / FSDP and multimodal prompts, which fall back to stock generation with a log line.
+ZeRO-3 / FSDP (stock generation for the whole run, with a log line) and multimodal prompts (stock
+generation for those batches).
 """
 
 from __future__ import annotations
@@ -226,6 +227,12 @@ class FastGRPOTrainer(GuardedGRPOTrainer):
         self._fast_path = reason is None
         if reason:
             logger.warning("fast generation is off for this run: %s; generating with stock TRL", reason)
+
+    @property
+    def fast_path(self) -> bool:
+        """Whether rollouts come from the inference copy (a model it cannot copy still turns it off at the
+        first generation, with a warning)."""
+        return self._fast_path
 
     def _fast_path_blocker(self) -> str | None:
         if self.use_vllm:

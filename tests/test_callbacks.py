@@ -107,6 +107,13 @@ def test_resume_keeps_records_up_to_the_checkpoint_and_a_fresh_run_starts_empty(
     assert (tmp_path / "completions.jsonl").read_text() == ""
 
 
+def test_an_unreadable_log_on_resume_is_kept_aside(tmp_path):
+    (tmp_path / "train_log.json").write_text('[{"step": 1, "loss": 0.1}, {"st')  # cut off by a full disk
+    RunLog(tmp_path).on_train_begin(ARGS, state(3), TrainerControl())
+    assert json.loads((tmp_path / "train_log.json").read_text()) == []
+    assert (tmp_path / "train_log.json.unreadable").read_text() == '[{"step": 1, "loss": 0.1}, {"st'
+
+
 def test_samples_per_second_is_queued_for_trls_log():
     log = RunLog("unused")
     log.trainer = fake_trainer()
