@@ -1,6 +1,6 @@
 """Dataset loading: every source becomes one `datasets.Dataset` with the columns of the data contract.
 
-Columns (DESIGN.md): `prompt` (chat messages, or a plain string for `r1_zero`), `answer` (short canonical gold,
+Columns (the data contract of ../shared/DESIGN.md): `prompt` (chat messages, or a plain string for `r1_zero`), `answer` (short canonical gold,
 e.g. "72"), `solution` (the full reference text), plus `question` (the raw problem text, for eval records and
 logs). Rewards receive `answer` by keyword; nothing else is needed by TRL.
 
@@ -8,6 +8,7 @@ logs). Rewards receive `answer` by keyword; nothing else is needed by TRL.
     ds = load_math_dataset("../shared/data/gsm8k", "test")          # same layout, offline
     ds = load_math_dataset("arithmetic:1", "train")                   # built-in offline task (--demo)
     ds, n_dropped = filter_long_prompts(ds, tokenizer, max_prompt_length=512)
+    ids = encode_prompts(tokenizer, ds["prompt"])                     # token ids as TRL builds them
 
 Sources: hub ids through `datasets.load_dataset` (gsm8k gets its `main` config), local `.jsonl/.json/.parquet/.csv`
 files, local directories laid out like a hub dataset (`train.jsonl`, `data/test-00000-of-00001.parquet`), and
