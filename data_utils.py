@@ -14,8 +14,8 @@ canonical gold, e.g. "72"), `solution` (the full reference text), plus `question
 `.parquet` and `.csv` files with recognised column names, local directories laid out like a hub dataset, and
 `arithmetic`, the built-in offline generator. Templates: `think` (chat, `<think>`/`<answer>\\boxed{}`),
 `r1_zero` (plain text for base models), `qwen_math` (`\\boxed{}`), in English or Chinese.
-The loaders live in `grpo_math/data.py`, the templates in `grpo_math/prompts.py`, the generator in
-`grpo_math/arithmetic.py`; this file is their public face and a way to look at a dataset before training.
+The loaders live in `grpo_math/data/sources.py`, the templates in `grpo_math/data/prompts.py`, the generator in
+`grpo_math/data/arithmetic.py`; this file is their public face and a way to look at a dataset before training.
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ from __future__ import annotations
 import json
 import sys
 
-from grpo_math.arithmetic import ARITHMETIC_SIZES, arithmetic_problems  # noqa: F401 - the public API
-from grpo_math.data import (BUILTIN_ARITHMETIC, DatasetError, check_dataset_id,  # noqa: F401
+from grpo_math.data.arithmetic import ARITHMETIC_SIZES, arithmetic_problems  # noqa: F401 - the public API
+from grpo_math.data.sources import (BUILTIN_ARITHMETIC, DatasetError, check_dataset_id,  # noqa: F401
                             default_eval_split, filter_long_prompts, is_offline_source, load_math_dataset)
-from grpo_math.prompts import LANGS, TEMPLATES, build_prompt  # noqa: F401
+from grpo_math.data.prompts import LANGS, TEMPLATES, build_prompt  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:
-    from grpo_math.devices import OneLineParser
+    from grpo_math.runtime.devices import OneLineParser
 
     p = OneLineParser(prog="data_utils.py", description="Show the first rows of a dataset as training sees them.")
     p.add_argument("dataset_id", help="hub id, local file or directory, or arithmetic")

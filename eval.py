@@ -5,8 +5,8 @@
     python eval.py --summarize results/demo        # summary.json + table of a run's results (eval.sh calls it)
 
 This file is the command line: flags, the run's settings, loading, and the results file. The work is
-`grpo_math.scoring.evaluate` (generation, grading with the training rewards' own rules, pass@k, maj@k), the
-same code the in-run accuracy eval runs, and the files are `grpo_math.results`'s.
+`grpo_math.evaluation.scoring.evaluate` (generation, grading with the training rewards' own rules, pass@k, maj@k), the
+same code the in-run accuracy eval runs, and the files are `grpo_math.evaluation.results`'s.
 Settings the run fixed (dataset, prompt template and language, completion length, rewards) default to the
 run's, read from its run_config.json as a `RunConfig`; a flag overrides; without a run, RunConfig's defaults.
 The run's reward functions are loaded once, and each record's `reward` is their weighted sum.
@@ -35,11 +35,11 @@ import warnings
 from pathlib import Path
 
 from grpo_math.config import DEFAULT_DATASET, RunConfig, UsageError, check_values
-from grpo_math.hub import is_local_path
-from grpo_math.results import EvalError, differing_settings, open_partial, summary_line
-from grpo_math.results import format_table, summarize  # noqa: F401 - the --summarize path and its API
-from grpo_math.rundir import CHECKPOINT_RE, checkpoint_dirs, find_run, read_run_config, write_atomic
-from grpo_math.scoring import GenerateFn, eos_token_ids, evaluate  # noqa: F401 - evaluate: eval.py's API
+from grpo_math.data.hub import is_local_path
+from grpo_math.evaluation.results import EvalError, differing_settings, open_partial, summary_line
+from grpo_math.evaluation.results import format_table, summarize  # noqa: F401 - the --summarize path and its API
+from grpo_math.runs.rundir import CHECKPOINT_RE, checkpoint_dirs, find_run, read_run_config, write_atomic
+from grpo_math.evaluation.scoring import GenerateFn, eos_token_ids, evaluate  # noqa: F401 - evaluate: eval.py's API
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -48,8 +48,8 @@ from grpo_math.scoring import GenerateFn, eos_token_ids, evaluate  # noqa: F401 
 
 def build_parser() -> argparse.ArgumentParser:
     """eval.py's flags; unset ones marked "run's" come from the run's run_config.json when there is one."""
-    from grpo_math.devices import HelpFormatter, OneLineParser, add_device_flags
-    from grpo_math.prompts import LANGS, TEMPLATES
+    from grpo_math.runtime.devices import HelpFormatter, OneLineParser, add_device_flags
+    from grpo_math.data.prompts import LANGS, TEMPLATES
 
     p = OneLineParser(prog="eval.py", description="Score a model or checkpoint on a math split (see the docstring).",
                       formatter_class=HelpFormatter)
@@ -172,10 +172,10 @@ def resolve_config(a: argparse.Namespace) -> tuple[dict, list]:
     run_args = run_cfg.get("args", {}) if isinstance(run_cfg.get("args"), dict) else {}
     run = RunConfig.from_record(run_args)  # the run's settings; today's defaults where it has none
 
-    from grpo_math.data import default_eval_split
-    from grpo_math.devices import dtype_name, resolve_placement
-    from grpo_math.model_io import is_adapter_dir, resolve_base_model
-    from grpo_math.provenance import git_commit, package_versions  # provenance as run_config.json records it
+    from grpo_math.data.sources import default_eval_split
+    from grpo_math.runtime.devices import dtype_name, resolve_placement
+    from grpo_math.models.loading import is_adapter_dir, resolve_base_model
+    from grpo_math.runs.provenance import git_commit, package_versions  # provenance as run_config.json records it
     from grpo_math.rewards import load_reward_funcs
 
     dataset_id = a.dataset_id or run.dataset_id
@@ -232,8 +232,8 @@ def _vllm_generate_fn(model, tokenizer, config: dict, eos: list[int]) -> Generat
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
-    from grpo_math.gguf_models import local_source
-    from grpo_math.rollout import cut_after_eos
+    from grpo_math.models.gguf_files import local_source
+    from grpo_math.models.rollout import cut_after_eos
 
     source = local_source(config["model_dir"])
     if config["base_model"] is not None:  # vLLM scores what eval.py loaded: the adapter merged into its base
@@ -257,9 +257,9 @@ def prepare(a: argparse.Namespace) -> tuple | None:
     """Resolve, check, load and open the partial file: (model, tokenizer, dataset, config, partial, rewards), or
     None when --skip_existing finds the results up to date. Every bad input raises a one-line ValueError
     (EvalError, DatasetError, ModelLoadError, DeviceError, RewardError)."""
-    from grpo_math.data import DatasetError, filter_long_prompts, load_math_dataset
-    from grpo_math.devices import DTYPES
-    from grpo_math.model_io import load_for_inference
+    from grpo_math.data.sources import DatasetError, filter_long_prompts, load_math_dataset
+    from grpo_math.runtime.devices import DTYPES
+    from grpo_math.models.loading import load_for_inference
 
     config, rewards = resolve_config(a)
     out = Path(config["output_file"])

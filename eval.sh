@@ -43,7 +43,7 @@ score() {  # NAME MODEL_DIR [flags...]
 score base "$base_model" "$@"
 # the checkpoints whose weights load, in step order; each incomplete one (a save cut short) is skipped, with a
 # line saying why. PYTHONPATH: this checkout's grpo_math, the one eval.py imports.
-listing=$(PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" "$py" -m grpo_math.checkpoints "$run_dir")
+listing=$(PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" "$py" -m grpo_math.runs.checkpoints "$run_dir")
 steps=()
 while IFS= read -r line; do
     if [[ $line =~ ^[0-9]+$ ]]; then steps+=("$line"); elif [[ -n $line ]]; then echo "eval.sh: $line" >&2; fi

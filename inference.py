@@ -23,7 +23,7 @@ import time
 import warnings
 
 from grpo_math.config import RunConfig
-from grpo_math.rundir import find_run_config
+from grpo_math.runs.rundir import find_run_config
 
 
 # (question, language, expected answer): two GSM8K-style problems and one in Chinese
@@ -37,8 +37,8 @@ _CJK_RE = re.compile(r"[\u4e00-\u9fff]")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from grpo_math.devices import HelpFormatter, OneLineParser, add_device_flags
-    from grpo_math.prompts import LANGS, TEMPLATES
+    from grpo_math.runtime.devices import HelpFormatter, OneLineParser, add_device_flags
+    from grpo_math.data.prompts import LANGS, TEMPLATES
 
     p = OneLineParser(prog="inference.py", description="Answer math questions with a model or checkpoint.",
                       formatter_class=HelpFormatter)
@@ -63,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 def answer(model, tokenizer, prompt, *, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
            seed: int = 0, stream: bool = False) -> tuple[str, int]:
     """(completion text, completion tokens) for one prompt; `stream` prints the text as it comes."""
-    from grpo_math.rollout import generate
-    from grpo_math.scoring import decode, encode_prompts, eos_token_ids
+    from grpo_math.models.rollout import generate
+    from grpo_math.evaluation.scoring import decode, encode_prompts, eos_token_ids
 
     streamer = None
     if stream:
@@ -79,8 +79,8 @@ def answer(model, tokenizer, prompt, *, max_new_tokens: int, temperature: float 
 
 def prepare(a: argparse.Namespace) -> tuple:
     """Check the flags, resolve the run's prompt settings and load the model; bad input raises ValueError."""
-    from grpo_math.devices import resolve_placement
-    from grpo_math.model_io import load_for_inference
+    from grpo_math.runtime.devices import resolve_placement
+    from grpo_math.models.loading import load_for_inference
 
     if a.max_new_tokens is not None and a.max_new_tokens < 1:
         raise ValueError(f"--max_new_tokens {a.max_new_tokens} must be a positive integer")
@@ -95,8 +95,8 @@ def prepare(a: argparse.Namespace) -> tuple:
 
 def run(a: argparse.Namespace, model, tokenizer, run: RunConfig) -> int:
     """Answer each question (or the built-in ones) and print the completion and the extracted answer."""
-    from grpo_math.answers import extract_answer
-    from grpo_math.prompts import build_prompt
+    from grpo_math.grading.answers import extract_answer
+    from grpo_math.data.prompts import build_prompt
 
     template = a.prompt_template or run.prompt_template
     system = a.system_prompt if a.system_prompt is not None else run.system_prompt

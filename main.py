@@ -48,8 +48,8 @@ def _positive_float(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole CLI, in groups; the reward choices come from the reward registry itself."""
-    from grpo_math.devices import HelpFormatter, add_device_flags
-    from grpo_math.prompts import LANGS, TEMPLATES
+    from grpo_math.runtime.devices import HelpFormatter, add_device_flags
+    from grpo_math.data.prompts import LANGS, TEMPLATES
     from grpo_math.rewards import REWARD_FUNCS  # light import: no model, no math-verify work
 
     p = argparse.ArgumentParser(
@@ -226,7 +226,7 @@ def resume_command(parser: argparse.ArgumentParser, given: dict) -> str:
     """The command that continues this run from its newest checkpoint: the same flags as typed (the same
     --demo and --config, so the same output directory), with --resume_from_checkpoint latest; under several
     processes, what the launcher must start with the same process count."""
-    from grpo_math.devices import world_size  # torch: already imported by config.resolve
+    from grpo_math.runtime.devices import world_size  # torch: already imported by config.resolve
 
     actions = {a.dest: a for a in parser._actions if a.option_strings}
     script = sys.argv[0] if sys.argv and Path(sys.argv[0]).name == "main.py" else "main.py"
@@ -248,7 +248,7 @@ def resume_command(parser: argparse.ArgumentParser, given: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     code = _main(argv)
     if code:
-        from grpo_math.launch import exit_together
+        from grpo_math.runtime.launch import exit_together
 
         exit_together()  # under torchrun: every rank prints its own line before the launcher stops the others
     return code
@@ -265,7 +265,7 @@ def _main(argv: list[str] | None) -> int:
         return 130
     try:  # heavy imports (torch, transformers, trl) only after the flags are known to be good
         import train
-        import grpo_math.trainer  # noqa: F401 - checks the installed TRL version before anything is written
+        import grpo_math.training.trainer  # noqa: F401 - checks the installed TRL version before anything is written
     except ImportError as e:  # a missing package, or a TRL version the trainer was not tested with: one line
         print(f"main.py: error: {e}", file=sys.stderr)
         return 2

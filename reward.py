@@ -34,7 +34,7 @@ Conventions (choices, not accidents; the last column says where other graders ch
 | numbers | `1,080` and `1 080` are thousands; `25%` answers 25 or 0.25; `\\text{13}` is a word | |
 
 A user's own reward: `--reward_funcs my_rewards.py:my_fn` or `package.module:my_fn`.
-The functions live in `grpo_math/rewards.py`, extraction and grading in `grpo_math/answers.py` (shared with
+The functions live in `grpo_math/rewards.py`, extraction and grading in `grpo_math/grading/answers.py` (shared with
 eval.py, so training and eval agree on "correct"); this file is their public face and their self-test.
 """
 from __future__ import annotations
@@ -43,7 +43,7 @@ import logging
 import sys
 from typing import Any
 
-from grpo_math.answers import (answers_match, completion_text, extract_answer, format_score,  # noqa: F401
+from grpo_math.grading.answers import (answers_match, completion_text, extract_answer, format_score,  # noqa: F401
                                grade, last_boxed, normalize_gold)
 from grpo_math.rewards import (REWARD_FUNCS, RewardError, accuracy_reward, check_reward_funcs,  # noqa: F401
                                digit_reward, format_reward, load_reward_funcs, make_overlong_reward,

@@ -26,22 +26,22 @@ from pathlib import Path
 
 import torch
 
-from grpo_math import checkpoints, rundir
-from grpo_math.checkpoints import CheckpointError
+from grpo_math.runs import checkpoints, rundir
+from grpo_math.runs.checkpoints import CheckpointError
 from grpo_math.config import RunConfig
-from grpo_math.data import DatasetError, default_eval_split, filter_long_prompts, load_math_dataset
-from grpo_math.devices import dtype_name, is_main_process
-from grpo_math.interrupts import GracefulStop, Stopped
-from grpo_math.model_io import ModelLoadError, load_model, load_tokenizer
-from grpo_math.provenance import git_commit, package_versions
+from grpo_math.data.sources import DatasetError, default_eval_split, filter_long_prompts, load_math_dataset
+from grpo_math.runtime.devices import dtype_name, is_main_process
+from grpo_math.runtime.interrupts import GracefulStop, Stopped
+from grpo_math.models.loading import ModelLoadError, load_model, load_tokenizer
+from grpo_math.runs.provenance import git_commit, package_versions
 from grpo_math.rewards import RewardError, RewardFailure, check_reward_funcs
-from grpo_math.runlock import RunDirBusy, RunLock
+from grpo_math.runs.runlock import RunDirBusy, RunLock
 
 logger = logging.getLogger(__name__)
 
-# What --demo trains, in the words of the end-of-run summary (grpo_math/warm_start.py has the recipe).
+# What --demo trains, in the words of the end-of-run summary (grpo_math/models/warm_start.py has the recipe).
 DEMO_START = ("the tiny model after a supervised warm start on arithmetic:1's train split: it mostly answers at "
-              "once, sometimes works the sum out (python -m grpo_math.warm_start)")
+              "once, sometimes works the sum out (python -m grpo_math.models.warm_start)")
 
 
 class RunError(RuntimeError):
@@ -156,10 +156,10 @@ def run(config: RunConfig) -> Path:
 def _run(config: RunConfig, stop: GracefulStop) -> Path:
     from transformers import set_seed
 
-    from grpo_math import trainer as guarded
-    from grpo_math.callbacks import add_callbacks
-    from grpo_math.model_io import check_lora_targets
-    from grpo_math.rollout import resolve_fast_generation
+    from grpo_math.training import trainer as guarded
+    from grpo_math.training.callbacks import add_callbacks
+    from grpo_math.models.loading import check_lora_targets
+    from grpo_math.models.rollout import resolve_fast_generation
 
     t0 = time.time()
     out = Path(config.output_dir)
@@ -173,7 +173,7 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
 
     # 2. data (a bad dataset fails before any model loads), then the tokenizer to drop long prompts
     if config.build_tiny_model:  # --demo: the tiny model after its supervised warm start (shipped)
-        from grpo_math.warm_start import warm_start_model
+        from grpo_math.models.warm_start import warm_start_model
 
         warm_start_model(config.model_id)
     try:
@@ -360,8 +360,8 @@ def write_run_config(config: RunConfig, extra: dict) -> Path:
 
 def print_summary(out: Path, health, *, wall_time_s: float, tensorboard: bool, started_from: str | None = None) -> None:
     """Plots and training_report.json, then the summary; plotting errors become a warning."""
-    from grpo_math import plots
-    from grpo_math.report import format_summary
+    from grpo_math.runs import plots
+    from grpo_math.runs.report import format_summary
 
     try:
         report = plots.visualize(out)

@@ -12,7 +12,7 @@ Writes:
   training_report.json      summary statistics, best step, and first/last/delta/min/max/mean of every metric;
                             for several runs, {"runs": [one report per run]}
 
-`train.py` does the same at the end of every training run (grpo_math/plots.py draws, grpo_math/report.py
+`train.py` does the same at the end of every training run (grpo_math/runs/plots.py draws, grpo_math/runs/report.py
 counts). It reads only what the run wrote, so it also works on a
 run that is still going or that crashed. Left out on purpose: interactive plots (TensorBoard does that) and
 per-token statistics (not logged).
@@ -25,9 +25,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from grpo_math.plots import default_out_dir, visualize
-from grpo_math.report import SMOOTHING, VisualizeError, build_report, load_run, smooth  # noqa: F401 - the API
-from grpo_math.rundir import PLOTS, REPORT
+from grpo_math.runs.plots import default_out_dir, visualize
+from grpo_math.runs.report import SMOOTHING, VisualizeError, build_report, load_run, smooth  # noqa: F401 - the API
+from grpo_math.runs.rundir import PLOTS, REPORT
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,7 @@
 
 Prints completions per second for short "The answer is \\boxed{N}." completions and for realistic GSM8K and MATH-500 completions (built from the real reference
 solutions in ../shared/data when present, else synthetic arithmetic), for both graders side by side, the
-ratio, and how often they disagree; then the time of every input of `grpo_math.hostile_inputs` on this grader, on the
+ratio, and how often they disagree; then the time of every input of `tests/hostile_inputs.py` on this grader, on the
 main thread and on a worker thread, the worst, and how many were credited (all are wrong answers). Half of the realistic completions carry a wrong final answer, so both branches are timed.
 
 Left out on purpose: TRL on the hostile set (one input there hangs math-verify for ever, Math-Verify issue
@@ -15,6 +15,7 @@ Left out on purpose: TRL on the hostile set (one input there hangs math-verify f
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import random
@@ -23,13 +24,21 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from grpo_math.answers import normalize_gold
-from grpo_math.equivalence import clear_caches
-from grpo_math.grader_worker import shared_worker
-from grpo_math.hostile_inputs import hostile_cases
+from grpo_math.grading.answers import normalize_gold
+from grpo_math.grading.equivalence import clear_caches
+from grpo_math.grading.worker import shared_worker
 from grpo_math.rewards import REWARD_FUNCS
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def hostile_cases() -> list:
+    """tests/hostile_inputs.py's cases, loaded from its path (the tests own that table; no sys.path edit)."""
+    path = Path(__file__).resolve().parents[1] / "tests" / "hostile_inputs.py"
+    spec = importlib.util.spec_from_file_location("hostile_inputs", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.hostile_cases()
 
 
 def _completion(reasoning: str, answer: str) -> list[dict]:

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from grpo_math import rollout
+from grpo_math.models import rollout
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,7 +121,7 @@ def gsm8k_prompts(path: Path, n: int) -> list[list[dict]]:
 
 def load_tokenizer(args: argparse.Namespace):
     if args.shape in ("tiny", "small"):
-        from grpo_math import tiny_model
+        from grpo_math.models import tiny as tiny_model
 
         return tiny_model.build_tokenizer()
     from transformers import AutoTokenizer
@@ -134,7 +134,7 @@ def load_tokenizer(args: argparse.Namespace):
 def build_model(args: argparse.Namespace, tokenizer, dtype: torch.dtype):
     """A random-weight Qwen2 model of the chosen shape on the bench device (seeded: identical in every arm)."""
     if args.shape == "tiny":
-        from grpo_math import tiny_model
+        from grpo_math.models import tiny as tiny_model
 
         return tiny_model.build_model(tokenizer, seed=0).to(args.device, dtype)
     from transformers import AutoConfig, AutoModelForCausalLM, Qwen2Config
@@ -164,7 +164,7 @@ def run_arm(name: str, args: argparse.Namespace, tokenizer, dataset, dtype: torc
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from grpo_math import trainer as project
+    from grpo_math.training import trainer as project
 
     fast, extra, use_lora = ARMS[name]
     cls = project.timed_generation(project.FastGRPOTrainer if fast else GRPOTrainer, sync)

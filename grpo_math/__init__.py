@@ -1,24 +1,16 @@
 """The engine behind main.py, train.py, eval.py, reward.py, data_utils.py, inference.py and visualize.py.
 
-One job per module (ARCHITECTURE.md has the map):
+One job per sub-package (ARCHITECTURE.md has the map and which way imports go):
 
-    config, checks        the frozen run settings, and every check of them before anything heavy loads
-    data, prompts,        datasets as the data contract; prompt templates; the built-in arithmetic task;
-    arithmetic, hub       local path or hub id, and whether the Hub answers
-    answers, equivalence, extraction and grading (what "correct" means), exact equivalence, math-verify in a
-    grader_worker         killable child
-    rewards               the reward functions, their registry, a user's own reward
-    rollout               generation and the merged inference copy of the policy (no TRL import)
-    trainer               the GRPOTrainer subclass and every use of TRL's private API, version-checked
-    callbacks, health,    what a user sees during a run: logs, in-run accuracy eval, console, warnings,
-    tensorboard           TensorBoard text
-    scoring, results      eval: generate + grade + metrics; results files and the checkpoint table
-    report, plots         training_report.json, the summary, and the PNGs
-    devices, model_io,    device and dtype; loading models with clear errors; the offline tiny model;
-    tiny_model,           versions and commit; the run directory's files
-    provenance, rundir
-    checkpoints, runlock, whole checkpoints and which one to resume from; one run per directory; SIGTERM and
-    interrupts            SIGINT as "save and stop"
+    grading/      what "correct" means: extraction, normalisation, equivalence, the math-verify child
+    data/         datasets as the data contract, prompt templates, the built-in arithmetic task
+    models/       loading models (hub, local, GGUF), generation and the inference copy, the tiny and demo models
+    training/     the GRPOTrainer subclass (every use of TRL internals), callbacks, the checks that build the config
+    evaluation/   `evaluate` (generate, grade, pass@k, maj@k), results files and tables
+    runs/         the run directory: atomic files, checkpoints, the lock, report, plots, health, provenance
+    runtime/      device and dtype, ranks and launches, signals
+    config        the frozen run settings
+    rewards       the reward functions, their registry, a user's own reward
 
 Nothing here changes the environment or reads flags at import time.
 """

@@ -270,7 +270,7 @@ def resolve(values: dict[str, Any], origin: dict[str, str] | None = None) -> Run
     value came from (e.g. "--config c.yaml"), for the error message. Raises UsageError (or another ValueError
     with a one-line message: DatasetError, RewardError, DeviceError).
     """
-    from grpo_math import checks  # the cross-flag checks need the data, reward and device modules
+    from grpo_math.training import checks  # the cross-flag checks need the data, reward and device modules
 
     merged = {**DEFAULTS, **check_values(values, origin)}
     return checks.resolve_checked(merged)

@@ -23,11 +23,11 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from grpo_math.answers import (MAX_COMPLETION_CHARS, TAGS, answer_block, answers_match, clean_answer,
+from grpo_math.grading.answers import (MAX_COMPLETION_CHARS, TAGS, answer_block, answers_match, clean_answer,
                                completion_text, extract_answer, final_region, format_ok, format_score, last_boxed,
                                normalize_gold, prefills_think, tag_positions, with_prefill)
 from grpo_math.config import DEFAULT_MAX_COMPLETION_LENGTH
-from grpo_math.grader_worker import shared_worker
+from grpo_math.grading.worker import shared_worker
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,10 @@ import sys
 from pathlib import Path
 
 import main
-from grpo_math import callbacks, interrupts, rundir, scoring
+from grpo_math.training import callbacks
+from grpo_math.runtime import interrupts
+from grpo_math.runs import rundir
+from grpo_math.evaluation import scoring
 
 RANK = int(os.environ.get("RANK", "0"))
 

@@ -36,7 +36,8 @@ import torch  # noqa: F401 - imported before the forks, so children start warm
 
 import main  # noqa: F401
 import train  # noqa: F401
-from grpo_math import checkpoints, grader_worker, rundir
+from grpo_math.runs import checkpoints, rundir
+from grpo_math.grading import worker as grader_worker
 
 # The plans use a reward that never grades symbolically: not starting the math-verify child saves ~0.7 s a run.
 grader_worker.SymbolicWorker.warm_up = lambda self, timeout_s=60.0: True

@@ -16,11 +16,12 @@ import pytest
 import torch
 from transformers import TrainerControl, TrainerState
 
-from grpo_math import callbacks, rundir
-from grpo_math import tensorboard as tb_text
-from grpo_math.callbacks import AccuracyEval, RunLog
-from grpo_math.health import HealthCheck
-from grpo_math.report import format_summary
+from grpo_math.training import callbacks
+from grpo_math.runs import rundir
+from grpo_math.training import tensorboard as tb_text
+from grpo_math.training.callbacks import AccuracyEval, RunLog
+from grpo_math.runs.health import HealthCheck
+from grpo_math.runs.report import format_summary
 
 # What a TRL 1.16 training log holds at one step (beta 0, two rewards), as GRPOTrainer.log passes it on.
 TRL_LOGS = {
@@ -306,7 +307,7 @@ def test_summary_has_the_numbers_the_paths_and_the_tensorboard_command(tmp_path)
 
 def test_a_plotting_failure_still_prints_the_summary(tmp_path, monkeypatch, capsys, caplog):
     import train
-    from grpo_math import plots
+    from grpo_math.runs import plots
 
     records = [{"step": 0, "eval_accuracy": 0.0}, {"step": 1, **TRL_LOGS, "eval_accuracy": 0.5}]
     (tmp_path / "train_log.json").write_text(json.dumps(records))

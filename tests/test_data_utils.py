@@ -14,7 +14,7 @@ import datasets
 import pytest
 
 import data_utils as du
-from grpo_math import hub
+from grpo_math.data import hub
 from data_utils import DatasetError, load_math_dataset
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -148,7 +148,7 @@ def test_max_samples_takes_first_usable_rows(tmp_path):
 def test_bad_rows_dropped_and_all_bad_is_an_error(tmp_path, caplog):
     rows = [{"question": "ok", "answer": "1"}, {"question": " ", "answer": "2"}, {"question": "q", "answer": ""},
             {"question": "q", "solution": "no marked answer"}]  # no answer and an unmarked solution: no gold
-    with caplog.at_level("INFO", logger="grpo_math.data"):
+    with caplog.at_level("INFO", logger="grpo_math.data.sources"):
         assert load_math_dataset(str(write(tmp_path / "d.jsonl", rows)))["answer"] == ["1"]
     assert "dropped 1 rows with an empty question and 2 with no parseable gold" in caplog.text
     with pytest.raises(DatasetError, match=r"empty\.jsonl.*no usable rows"):

@@ -8,9 +8,9 @@ import re
 import pytest
 import torch
 
-from grpo_math import devices
-from grpo_math.devices import DeviceError, Placement, resolve_device, resolve_dtype, resolve_placement
-from grpo_math.launch import sharding
+from grpo_math.runtime import devices
+from grpo_math.runtime.devices import DeviceError, Placement, resolve_device, resolve_dtype, resolve_placement
+from grpo_math.runtime.launch import sharding
 
 
 @pytest.fixture

@@ -252,7 +252,7 @@ class Unpicklable(Exception):
 
 
 def _share_on_two_ranks(rank: int, port: int, out: str) -> None:
-    from grpo_math.launch import run_on_main
+    from grpo_math.runtime.launch import run_on_main
     from grpo_math.rewards import RewardFailure
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)

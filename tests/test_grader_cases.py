@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from grpo_math.equivalence import clear_caches
-from grpo_math.grader_worker import shared_worker
+from grpo_math.grading.equivalence import clear_caches
+from grpo_math.grading.worker import shared_worker
 from grpo_math.rewards import REWARD_FUNCS
 
 THINK = "<think>\nwork\n</think>\n"
@@ -180,7 +180,7 @@ def test_case(kind, completion, gold, expected):
 
 def test_symbolic_table_needs_no_child(monkeypatch):
     """The SYMBOLIC rows are decided by exact arithmetic in this process: no clock can change them."""
-    from grpo_math.grader_worker import SymbolicWorker
+    from grpo_math.grading.worker import SymbolicWorker
     calls = []
     monkeypatch.setattr(SymbolicWorker, "equivalent", lambda self, *a, **k: calls.append(a))
     clear_caches()

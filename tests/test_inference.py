@@ -59,7 +59,7 @@ def test_answers_a_question_with_an_adapter_and_the_runs_template(tiny_model_dir
 @pytest.mark.slow
 def test_streaming_prints_what_the_whole_answer_would_be(tiny_model_dir, capsys):
     from data_utils import build_prompt
-    from grpo_math.model_io import load_for_inference
+    from grpo_math.models.loading import load_for_inference
 
     model, tok, _ = load_for_inference(str(tiny_model_dir), __import__("torch").float32, "cpu")
     prompt = build_prompt("A pen costs 3 yuan. How much do 4 pens cost?", "think")

@@ -8,9 +8,9 @@ import time
 import pytest
 import torch
 
-from grpo_math import hub
-from grpo_math import model_io
-from grpo_math.model_io import ModelLoadError, load_for_inference, load_tokenizer, resolve_base_model
+from grpo_math.data import hub
+from grpo_math.models import loading as model_io
+from grpo_math.models.loading import ModelLoadError, load_for_inference, load_tokenizer, resolve_base_model
 
 
 def test_tiny_model_loads_with_left_padding_and_a_pad_token(tiny_model_dir):

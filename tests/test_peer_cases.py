@@ -65,7 +65,7 @@ def report(r: dict) -> str:
 
 @pytest.fixture(scope="module")
 def result():
-    from grpo_math.grader_worker import shared_worker
+    from grpo_math.grading.worker import shared_worker
     assert shared_worker().warm_up(), "math-verify child did not start"
     return run_peer_set()
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from grpo_math.equivalence import equal
-from grpo_math.hostile_inputs import hostile_cases
-from grpo_math.grader_worker import SymbolicWorker, shared_worker
+from grpo_math.grading.equivalence import equal
+from hostile_inputs import hostile_cases
+from grpo_math.grading.worker import SymbolicWorker, shared_worker
 from reward import (REWARD_FUNCS, RewardError, answers_match, check_reward_funcs, extract_answer, grade,
                     last_boxed, load_reward_funcs, make_overlong_reward, normalize_gold)
 

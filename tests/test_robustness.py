@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file
 
 import main
-from grpo_math import checkpoints, runlock
+from grpo_math.runs import checkpoints, runlock
 from grpo_math.rewards import RewardFailure
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -188,7 +188,7 @@ def test_a_reward_that_fails_mid_run_is_named_with_the_step_and_the_last_checkpo
 def test_every_bad_value_is_caught_where_the_reward_returns_it():
     from types import SimpleNamespace
 
-    from grpo_math.trainer import guard_reward
+    from grpo_math.training.trainer import guard_reward
 
     state = SimpleNamespace(global_step=6)
     for value, message in [(float("nan"), "returned nan (completion 1) at step 7"), (float("-inf"), "returned -inf"),
@@ -260,7 +260,7 @@ def test_a_full_disk_during_a_save_keeps_the_last_checkpoint_and_resumes(tmp_pat
 def test_a_second_live_run_in_the_same_directory_is_refused_with_its_pid(tmp_path, capsys):
     out = tmp_path / "run"
     holder = subprocess.Popen(  # another run: holds the lock until told to stop
-        [sys.executable, "-c", "import sys; from grpo_math.runlock import RunLock; RunLock(sys.argv[1]).acquire(); "
+        [sys.executable, "-c", "import sys; from grpo_math.runs.runlock import RunLock; RunLock(sys.argv[1]).acquire(); "
                                "print('held', flush=True); sys.stdin.read()", str(out)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})

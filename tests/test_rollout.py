@@ -15,11 +15,11 @@ import copy
 import pytest
 import torch
 
-from grpo_math import rollout
-from grpo_math import trainer as fast_trainer
-from grpo_math.rollout import InferenceCopy, cut_after_eos, generate, resolve_fast_generation
+from grpo_math.models import rollout
+from grpo_math.training import trainer as fast_trainer
+from grpo_math.models.rollout import InferenceCopy, cut_after_eos, generate, resolve_fast_generation
 from toy_rewards import digit_share
-from grpo_math.tiny_model import build_model, build_tokenizer
+from grpo_math.models.tiny import build_model, build_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

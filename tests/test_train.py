@@ -53,7 +53,7 @@ def test_lora_two_steps_changes_only_the_adapter(tmp_path):
 
     # the frozen base is untouched: the adapter holds only LoRA tensors, and the base file is the shipped one
     assert all("lora_" in k for k in final)
-    from grpo_math.warm_start import SHIPPED
+    from grpo_math.models.warm_start import SHIPPED
 
     reference = load_file(SHIPPED / "model.safetensors")
     base = load_file(run / "base_model" / "model.safetensors")
@@ -98,7 +98,7 @@ def test_the_demo_raises_held_out_accuracy(tmp_path):
 
 
 def test_overwriting_a_run_removes_only_what_the_tool_wrote(tmp_path):
-    from grpo_math import rundir
+    from grpo_math.runs import rundir
 
     for d in ("checkpoint-4", "final", "runs", "base_model", "my_notes"):
         (tmp_path / d).mkdir()
@@ -126,7 +126,7 @@ def test_a_user_reward_file_is_imported_once_per_run(tmp_path):
 
 
 def test_an_untested_trl_version_stops_with_one_line():
-    from grpo_math.trainer import TRLVersionError, check_trl_version
+    from grpo_math.training.trainer import TRLVersionError, check_trl_version
 
     assert check_trl_version("1.16.0") == "1.16.0"
     with pytest.raises(TRLVersionError) as e:

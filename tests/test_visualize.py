@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import visualize
-from grpo_math import plots
+from grpo_math.runs import plots
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,15 +6,15 @@ import json
 
 import pytest
 
-from grpo_math import warm_start
-from grpo_math.arithmetic import arithmetic_split, parse_level
-from grpo_math.data import DatasetError, load_math_dataset
+from grpo_math.models import warm_start
+from grpo_math.data.arithmetic import arithmetic_split, parse_level
+from grpo_math.data.sources import DatasetError, load_math_dataset
 
 
 def test_the_shipped_checkpoint_is_the_current_recipe_and_tokenizer():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from grpo_math.tiny_model import build_tokenizer
+    from grpo_math.models.tiny import build_tokenizer
 
     record = json.loads((warm_start.SHIPPED / "warm_start.json").read_text())
     assert record["version"] == warm_start.VERSION and record["level"] == warm_start.LEVEL

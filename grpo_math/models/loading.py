@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from grpo_math.gguf_models import GGUFError, local_source
-from grpo_math.hub import is_local_path
-from grpo_math.rundir import BASE_MODEL, find_run_config
+from grpo_math.models.gguf_files import GGUFError, local_source
+from grpo_math.data.hub import is_local_path
+from grpo_math.runs.rundir import BASE_MODEL, find_run_config
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def _offline_kwargs(model_id: str) -> dict:
     """
     from huggingface_hub import constants
 
-    from grpo_math.hub import hub_reachable
+    from grpo_math.data.hub import hub_reachable
 
     if Path(model_id).expanduser().exists() or constants.HF_HUB_OFFLINE or hub_reachable():
         return {}

@@ -1,7 +1,7 @@
 """The demo's starting point: the tiny model after a short supervised warm start on the built-in task's train split.
 
-    python -m grpo_math.warm_start                 # regenerate the shipped checkpoint (grpo_math/demo_model/)
-    python -m grpo_math.warm_start OUT_DIR         # or write it elsewhere (~2 min on two CPU cores)
+    python -m grpo_math.models.warm_start                 # regenerate the shipped checkpoint (grpo_math/models/demo_model/)
+    python -m grpo_math.models.warm_start OUT_DIR         # or write it elsewhere (~2 min on two CPU cores)
 
 GRPO can only reinforce what a model already does now and then: a random model never writes a right answer,
 so it never earns a reward to learn from. `python main.py --demo` therefore starts from the offline tiny model
@@ -35,9 +35,9 @@ from pathlib import Path
 
 import torch
 
-from grpo_math.arithmetic import arithmetic_split
-from grpo_math.prompts import build_prompt
-from grpo_math.tiny_model import build_model, build_tokenizer
+from grpo_math.data.arithmetic import arithmetic_split
+from grpo_math.data.prompts import build_prompt
+from grpo_math.models.tiny import build_model, build_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +79,8 @@ def _step(model, optimizer, batch: list[tuple[list[int], list[int]]], pad: int) 
 
 
 def _validation_accuracy(model, tokenizer, rows: list[dict]) -> float:
-    from grpo_math.answers import extract_answer
-    from grpo_math.rollout import generate
+    from grpo_math.grading.answers import extract_answer
+    from grpo_math.models.rollout import generate
 
     model.eval()
     prompts = [p for p, _ in _encode(tokenizer, rows, [True] * len(rows))]
@@ -147,7 +147,7 @@ def warm_start_model(out_dir: str | Path) -> Path:
     """
     out = Path(out_dir)
     if not (SHIPPED / "warm_start.json").is_file():
-        raise FileNotFoundError(f"{SHIPPED}: the demo's checkpoint is missing; run python -m grpo_math.warm_start")
+        raise FileNotFoundError(f"{SHIPPED}: the demo's checkpoint is missing; run python -m grpo_math.models.warm_start")
     out.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(out.parent, os.O_RDONLY)
     try:
@@ -163,7 +163,7 @@ def warm_start_model(out_dir: str | Path) -> Path:
 
 if __name__ == "__main__":
     if len(sys.argv) > 2:
-        sys.exit("usage: python -m grpo_math.warm_start [OUT_DIR]   (default: the shipped grpo_math/demo_model)")
+        sys.exit("usage: python -m grpo_math.models.warm_start [OUT_DIR]   (default: the shipped grpo_math/models/demo_model)")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     target = Path(sys.argv[1]) if len(sys.argv) == 2 else SHIPPED
     print(json.dumps(train_warm_start(target), indent=1))

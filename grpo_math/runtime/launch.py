@@ -106,7 +106,7 @@ def exit_together(timeout_s: float = EXIT_WAIT_S) -> None:
     rank 0 printed the resume command. The ranks meet on the launcher's own key-value store (MASTER_ADDR and
     MASTER_PORT), which needs no process group and so works before training started.
     """
-    from grpo_math.devices import world_size
+    from grpo_math.runtime.devices import world_size
 
     world, addr, port = world_size(), os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
     if world <= 1 or not addr or not port:

@@ -16,7 +16,7 @@ import logging
 import re
 from pathlib import Path
 
-from grpo_math.rundir import CHECKPOINT_RE, write_atomic
+from grpo_math.runs.rundir import CHECKPOINT_RE, write_atomic
 
 logger = logging.getLogger(__name__)
 

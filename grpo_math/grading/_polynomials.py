@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-from grpo_math.expr_tree import Undecided
+from grpo_math.grading._expr_tree import Undecided
 
 WORK_LIMIT = 12_000  # term operations per answer: ~0.1 s of Fraction arithmetic at the very worst
 MAX_TERMS = 400  # terms in one polynomial

@@ -18,9 +18,9 @@ import json
 import logging
 from pathlib import Path
 
-from grpo_math.health import ZERO_STD_FRACTION
-from grpo_math.report import SMOOTHING, build_report, load_run, reward_names, series, smooth
-from grpo_math.rundir import PLOTS, REPORT, write_atomic
+from grpo_math.runs.health import ZERO_STD_FRACTION
+from grpo_math.runs.report import SMOOTHING, build_report, load_run, reward_names, series, smooth
+from grpo_math.runs.rundir import PLOTS, REPORT, write_atomic
 
 logger = logging.getLogger(__name__)
 

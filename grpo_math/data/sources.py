@@ -27,10 +27,10 @@ from pathlib import Path
 
 import datasets
 
-from grpo_math import hub
-from grpo_math.answers import last_boxed, normalize_gold
-from grpo_math.arithmetic import ARITHMETIC_SIZES, LEVELS, arithmetic_split, parse_level
-from grpo_math.prompts import DatasetError, build_prompt, check_template
+from grpo_math.data import hub
+from grpo_math.grading.answers import last_boxed, normalize_gold
+from grpo_math.data.arithmetic import ARITHMETIC_SIZES, LEVELS, arithmetic_split, parse_level
+from grpo_math.data.prompts import DatasetError, build_prompt, check_template
 
 logger = logging.getLogger(__name__)
 

@@ -29,14 +29,14 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from grpo_math.answers import completion_text
+from grpo_math.grading.answers import completion_text
 from grpo_math.config import DEFAULT_MAX_COMPLETION_LENGTH, RunConfig
-from grpo_math.health import HealthCheck
-from grpo_math.launch import run_on_main
+from grpo_math.runs.health import HealthCheck
+from grpo_math.runtime.launch import run_on_main
 from grpo_math.rewards import weighted_sum
-from grpo_math.rundir import COMPLETIONS_LOG, TRAIN_LOG, as_number, write_atomic
-from grpo_math.tensorboard import completions_markdown, tensorboard_writer
-from grpo_math.trainer import generation_logs, guard_reward, queue_metrics, weights_sharded
+from grpo_math.runs.rundir import COMPLETIONS_LOG, TRAIN_LOG, as_number, write_atomic
+from grpo_math.training.tensorboard import completions_markdown, tensorboard_writer
+from grpo_math.training.trainer import generation_logs, guard_reward, queue_metrics, weights_sharded
 
 logger = logging.getLogger(__name__)
 
@@ -379,7 +379,7 @@ def add_callbacks(trainer, config: RunConfig, train_ds, eval_ds, tokenizer) -> C
 
     Order matters: RunLog times a step before AccuracyEval's eval runs, and both act before the console reads logs.
     """
-    from grpo_math.scoring import evaluate  # the same scoring code as eval.py
+    from grpo_math.evaluation.scoring import evaluate  # the same scoring code as eval.py
 
     run_log = RunLog(config.output_dir, train_ds, log_completions_steps=config.log_completions_steps)
     run_log.trainer = trainer

@@ -16,7 +16,7 @@ Why: stock TRL generates through the LoRA-wrapped training model with a dynamic 
 on an H200 that is 82 ms per decode step at batch 128 for Qwen2.5-0.5B, against 19 ms merged and 7.9 ms
 merged + static cache + compile (issue 6).
 
-    from grpo_math.rollout import generate
+    from grpo_math.models.rollout import generate
     completions = generate(model, prompt_ids, max_new_tokens=256, eos_token_ids=[tok.eos_token_id],
                            pad_token_id=tok.pad_token_id)
 

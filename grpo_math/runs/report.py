@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from grpo_math.rundir import (COMPLETIONS_LOG, FINAL, PLOTS, REPORT, TENSORBOARD_DIR, TRAIN_LOG,
+from grpo_math.runs.rundir import (COMPLETIONS_LOG, FINAL, PLOTS, REPORT, TENSORBOARD_DIR, TRAIN_LOG,
                               read_run_config)
 
 SMOOTHING = 0.6  # EMA weight, TensorBoard's default slider value: follows trends without hiding the last steps

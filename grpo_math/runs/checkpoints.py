@@ -1,6 +1,6 @@
 """Checkpoints a run can trust: what makes one complete, publishing one atomically, and which one to resume from.
 
-    python -m grpo_math.checkpoints RUN_DIR     # eval.sh: the steps whose weights can be scored, one per line,
+    python -m grpo_math.runs.checkpoints RUN_DIR     # eval.sh: the steps whose weights can be scored, one per line,
                                                 # and a "skipping checkpoint-N: why" line for each other one
 
 A checkpoint becomes `RUN_DIR/checkpoint-N/` only when it is complete: the trainer writes it under
@@ -26,7 +26,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from grpo_math.rundir import CHECKPOINT_RE, STAGING, checkpoint_dirs
+from grpo_math.runs.rundir import CHECKPOINT_RE, STAGING, checkpoint_dirs
 
 logger = logging.getLogger(__name__)
 
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     """Print the steps of RUN_DIR's checkpoints whose weights load, and a line naming each other one and why."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m grpo_math.checkpoints RUN_DIR", file=sys.stderr)
+        print("usage: python -m grpo_math.runs.checkpoints RUN_DIR", file=sys.stderr)
         return 2
     for step, ckpt in checkpoint_dirs(argv[0]):
         problem = weights_problem(ckpt)

@@ -4,7 +4,7 @@
     --dataset_id arithmetic:1      # level 1: one-digit add and subtract (answers 1 to 18); what --demo learns
     --dataset_id arithmetic:3      # level 3: numbers to 999, two steps, times tables to 20
 
-    from grpo_math.arithmetic import arithmetic_split
+    from grpo_math.data.arithmetic import arithmetic_split
     rows = arithmetic_split("test", seed=0, level=1)      # [{"question", "answer", "solution"}, ...]
 
 Each level has a train split of 5,000 and a test split of 500 problems. The split is a hash of the question

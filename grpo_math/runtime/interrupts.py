@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from transformers import TrainerCallback
 
-from grpo_math.launch import distributed
+from grpo_math.runtime.launch import distributed
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

@@ -14,12 +14,13 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from grpo_math import hub, rundir, runlock
+from grpo_math.data import hub
+from grpo_math.runs import rundir, runlock
 from grpo_math.config import DEFAULT_MODEL, RunConfig, UsageError
 import torch
 
-from grpo_math.devices import is_main_process, local_world_size, resolve_placement, world_size
-from grpo_math.launch import sharding
+from grpo_math.runtime.devices import is_main_process, local_world_size, resolve_placement, world_size
+from grpo_math.runtime.launch import sharding
 
 
 def _check_generation_batch(v: dict[str, Any], world: int) -> None:
@@ -96,7 +97,7 @@ def _check_report_to(report_to: list[str]) -> None:
 
 
 def _check_paths(v: dict[str, Any]) -> None:
-    from grpo_math.data import check_dataset_id, is_offline_source, load_math_dataset
+    from grpo_math.data.sources import check_dataset_id, is_offline_source, load_math_dataset
 
     model_id = v["model_id"]
     if model_id and hub.is_local_path(model_id) and not Path(model_id).expanduser().exists():

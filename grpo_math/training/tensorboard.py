@@ -8,7 +8,7 @@ Left out on purpose: images and histograms (train_log.json and the PNGs of visua
 
 from __future__ import annotations
 
-from grpo_math.answers import completion_text
+from grpo_math.grading.answers import completion_text
 
 TB_COMPLETIONS_SHOWN = 8  # completions per TensorBoard text entry: enough to compare a group or two, still readable
 TB_TEXT_CHARS = 600  # per prompt/completion cell in TensorBoard; the full text is in completions.jsonl

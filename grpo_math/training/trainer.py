@@ -38,10 +38,10 @@ from typing import Any, Callable
 
 import torch
 
-from grpo_math import checkpoints
+from grpo_math.runs import checkpoints
 from grpo_math.rewards import RewardFailure, values_problem
-from grpo_math.rollout import InferenceCopy, UnsupportedModelError
-from grpo_math.rundir import as_number
+from grpo_math.models.rollout import InferenceCopy, UnsupportedModelError
+from grpo_math.runs.rundir import as_number
 
 logger = logging.getLogger(__name__)
 

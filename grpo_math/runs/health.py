@@ -12,7 +12,7 @@ Left out on purpose: a warning on the loss alone (GRPO's loss is not a progress 
 
 from __future__ import annotations
 
-from grpo_math.rundir import as_number
+from grpo_math.runs.rundir import as_number
 
 # HealthCheck thresholds. "Nearly every" = 90%: a few groups with signal still leave most of the batch idle.
 ZERO_STD_FRACTION = 0.9  # share of prompt groups whose completions all got the same reward

@@ -30,12 +30,12 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from grpo_math import rollout
-from grpo_math.answers import answers_match, grade
+from grpo_math.models import rollout
+from grpo_math.grading.answers import answers_match, grade
 from grpo_math.config import DEFAULT_MAX_COMPLETION_LENGTH, DEFAULT_REWARDS
-from grpo_math.data import encode_prompts  # noqa: F401 - also scoring's API (inference.py, tests)
+from grpo_math.data.sources import encode_prompts  # noqa: F401 - also scoring's API (inference.py, tests)
 from grpo_math.rewards import REWARD_FUNCS, weighted_sum
-from grpo_math.rundir import write_atomic
+from grpo_math.runs.rundir import write_atomic
 
 logger = logging.getLogger(__name__)
 

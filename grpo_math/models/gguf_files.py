@@ -23,7 +23,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from grpo_math.rundir import cache_dir, publish_dir
+from grpo_math.runs.rundir import cache_dir, publish_dir
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from grpo_math.exact import depth, value
+from grpo_math.grading._exact import depth, value
 
 MAX_ITEMS = 40  # longer lists are cut there (and then differ from a longer gold)
 MAX_NESTING = 20  # brackets deep; deeper answers are compared as text

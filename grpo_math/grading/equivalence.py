@@ -34,11 +34,11 @@ import re
 import time
 from functools import lru_cache
 
-from grpo_math import expr_tree, shapes
-from grpo_math.algebra import same_relation, same_value
-from grpo_math.exact import MAX_ANSWER_CHARS, PLAIN_NUMBER, depth, num_eq, value
-from grpo_math.grader_worker import shared_worker
-from grpo_math.polynomials import Ring
+from grpo_math.grading import _expr_tree as expr_tree, _shapes as shapes
+from grpo_math.grading._algebra import same_relation, same_value
+from grpo_math.grading._exact import MAX_ANSWER_CHARS, PLAIN_NUMBER, depth, num_eq, value
+from grpo_math.grading.worker import shared_worker
+from grpo_math.grading._polynomials import Ring
 
 MAX_SYMBOLIC_CHARS = 300  # longest answer math-verify is asked about
 SYMBOLIC_TIMEOUT_S = 0.5  # per comparison, for the math-verify child: a safety net under the 1 s promise

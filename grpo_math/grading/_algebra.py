@@ -28,9 +28,9 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-from grpo_math.exact import depth
-from grpo_math.expr_tree import Undecided, clearly_different, parse
-from grpo_math.polynomials import ONE, Ring, factor, key, reduced
+from grpo_math.grading._exact import depth
+from grpo_math.grading._expr_tree import Undecided, clearly_different, parse
+from grpo_math.grading._polynomials import ONE, Ring, factor, key, reduced
 
 MAX_CHARS = 400  # longest expression parsed
 MAX_NESTING = 20  # brackets deep; the parser recurses about four frames per level

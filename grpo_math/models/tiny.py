@@ -4,7 +4,7 @@
 downloaded weights. It is a real `Qwen2ForCausalLM` saved with `save_pretrained`, so every code path
 (PEFT LoRA, TRL's GRPOTrainer, eval, inference, merging) is the one a real Qwen model takes.
 
-    python -m grpo_math.tiny_model OUT_DIR   # writes config, weights, tokenizer and chat template to OUT_DIR
+    python -m grpo_math.models.tiny OUT_DIR   # writes config, weights, tokenizer and chat template to OUT_DIR
 
 The tokenizer is a byte-level BPE (any text encodes, as with Qwen) with single digits split like Qwen's,
 trained in well under a second on the prompt templates of `prompts.py` and its arithmetic word problems,
@@ -37,8 +37,8 @@ CHAT_TEMPLATE = (
 
 def _corpus(n: int = 600, seed: int = 0) -> list[str]:
     """What the tiny model will see: every prompt template (both languages) and arithmetic problems."""
-    from grpo_math.arithmetic import arithmetic_problems
-    from grpo_math.prompts import LANGS, TEMPLATES, build_prompt
+    from grpo_math.data.arithmetic import arithmetic_problems
+    from grpo_math.data.prompts import LANGS, TEMPLATES, build_prompt
 
     lines = []
     for template in TEMPLATES:
@@ -118,6 +118,6 @@ def save_tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m grpo_math.tiny_model OUT_DIR")
+        sys.exit("usage: python -m grpo_math.models.tiny OUT_DIR")
     path = save_tiny_model(sys.argv[1])
     print(f"tiny model written to {path}")

@@ -1,0 +1,5 @@
+"""Evaluation: batched generation, grading, pass@k and maj@k; results files and tables.
+
+    scoring       `evaluate` (eval.py and the in-run eval)
+    results       the resumable partial file, the summary line, the checkpoint table
+"""

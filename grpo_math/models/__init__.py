@@ -1,0 +1,8 @@
+"""Models: loading with clear errors, GGUF files, generation and the inference copy, the tiny and demo models.
+
+    loading       models, adapters and tokenizers with errors a user can act on
+    gguf_files    a `.gguf` file as a model, dequantised once into a cached copy
+    rollout       generation (static cache, compiled decode on CUDA) and the merged inference copy
+    tiny          the offline tiny Qwen2 model and tokenizer
+    warm_start    the demo's starting point, shipped in `demo_model/`
+"""

@@ -1,0 +1,7 @@
+"""Training: the GRPOTrainer subclass (every use of TRL internals), callbacks, and the checks that build the config.
+
+    checks        the checks between flags and against the machine before anything heavy loads
+    trainer       the GRPOTrainer subclasses, behind a TRL version check
+    callbacks     train_log.json, completions.jsonl, the in-run accuracy eval, the console bar
+    tensorboard   completions and warnings as TensorBoard text
+"""
