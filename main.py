@@ -8,7 +8,7 @@
     torchrun --nproc_per_node 2 main.py --demo                                        # two processes
 
 This file only parses. Precedence of settings: the `--demo` defaults, then the `--config` YAML file, then the
-command line. `grpo_math.config.resolve` then checks every value, whatever its source, and every flag
+command line. `grpo_math.training.checks.resolve` then checks every value, whatever its source, and every flag
 against the others, before any model or dataset loads: a bad one stops the run with one line naming it
 (exit code 2). Then `train.run` does the work with the frozen config. Exit codes: 0 done, 2 a one-line error,
 143 / 130 stopped by SIGTERM / SIGINT after saving a checkpoint (the resume command is printed). Under several
@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load_config_file(path: str, parser: argparse.ArgumentParser) -> dict:
     """The flag values of a `--config` YAML file: keys checked against the flags, strings converted as the
-    flag would convert them (YAML reads 1e-5 as a string), choices checked; ranges are config.resolve's job."""
+    flag would convert them (YAML reads 1e-5 as a string), choices checked; ranges are checks.resolve's job."""
     file = Path(path)
     if not file.is_file():
         raise UsageError(f"--config {path}: no such file")
@@ -203,7 +203,7 @@ def _given_on_command_line(parser: argparse.ArgumentParser, argv: list[str] | No
 
 
 def parse_args(argv: list[str] | None = None) -> RunConfig:
-    """Parse with the precedence demo < config file < command line, then check and freeze (config.resolve)."""
+    """Parse with the precedence demo < config file < command line, then check and freeze (checks.resolve)."""
     parser = build_parser()
     parser.parse_args(argv)  # --help, and argparse's own errors (bad types, choices): exit here
     given = _given_on_command_line(parser, argv)
@@ -219,14 +219,16 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     values.update(given)
     for key in given:
         origin.pop(key, None)
-    return dataclasses.replace(config.resolve(values, origin), resume_command=resume_command(parser, given))
+    from grpo_math.training.checks import resolve  # torch: only once the flags are parsed
+
+    return dataclasses.replace(resolve(values, origin), resume_command=resume_command(parser, given))
 
 
 def resume_command(parser: argparse.ArgumentParser, given: dict) -> str:
     """The command that continues this run from its newest checkpoint: the same flags as typed (the same
     --demo and --config, so the same output directory), with --resume_from_checkpoint latest; under several
     processes, what the launcher must start with the same process count."""
-    from grpo_math.runtime.devices import world_size  # torch: already imported by config.resolve
+    from grpo_math.runtime.devices import world_size  # torch: already imported by checks.resolve
 
     actions = {a.dest: a for a in parser._actions if a.option_strings}
     script = sys.argv[0] if sys.argv and Path(sys.argv[0]).name == "main.py" else "main.py"

@@ -196,7 +196,7 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
             f"distinct prompts (generation batch / --num_generations); use more data or a smaller --batch_size"
         )
 
-    # 3. rewards (loaded once, by config.resolve): each is called on a perfect completion before any model loads
+    # 3. rewards (loaded once, by checks.resolve): each is called on a perfect completion before any model loads
     try:
         check_reward_funcs(list(config.rewards), gold=str(train_ds[0]["answer"]), prompt=train_ds[0]["prompt"],
                            conversational=not isinstance(train_ds[0]["prompt"], str))

@@ -1,7 +1,7 @@
 """The resolved run settings: one frozen `RunConfig`, built once, read by training, the in-run eval and callbacks.
 
-    config = resolve({"model_id": "Qwen/Qwen2.5-0.5B-Instruct", "max_steps": 100})   # checked, frozen
-    config.rewards            # the reward callables, loaded once (a user's file.py:fn runs once per run)
+    config = training.checks.resolve({"model_id": "Qwen/Qwen2.5-0.5B-Instruct", "max_steps": 100})  # checked, frozen
+    config.rewards            # the reward callables, built once from the resolved config (a user's file.py:fn once)
     config.to_record()        # what run_config.json stores under "args"; RunConfig.from_record reads it back
 
 Every default is declared here, once, as a field default; main.py's parser takes its defaults from `DEFAULTS`
@@ -11,7 +11,8 @@ annotation (no bools as numbers, no floats as integers, finite floats only), the
 checks between flags and the cheap facts about the machine (paths, a local dataset's columns, the device).
 Each failure is a `UsageError` of one line naming the flag, the value and what would work. Left out on purpose:
 anything that needs a model or the network (a LoRA target name, a hub id's existence): train.py checks those
-right after loading, before it writes anything.
+right after loading, before it writes anything. This module imports nothing from the package (the bottom of
+the import graph, tests/test_layout.py): the cross-flag checks and the build live in `training/checks.py`.
 """
 
 from __future__ import annotations
@@ -261,16 +262,3 @@ def check_values(values: dict[str, Any], origin: dict[str, str] | None = None) -
             raise UsageError(f"{_flag(name, value, origin)} must be {rule[1]}")
         out[name] = value
     return out
-
-
-def resolve(values: dict[str, Any], origin: dict[str, str] | None = None) -> RunConfig:
-    """Check every value and every combination, then build the frozen RunConfig (rewards loaded once).
-
-    `values` maps flag names to values (missing ones take the defaults); `origin` maps a name to where its
-    value came from (e.g. "--config c.yaml"), for the error message. Raises UsageError (or another ValueError
-    with a one-line message: DatasetError, RewardError, DeviceError).
-    """
-    from grpo_math.training import checks  # the cross-flag checks need the data, reward and device modules
-
-    merged = {**DEFAULTS, **check_values(values, origin)}
-    return checks.resolve_checked(merged)

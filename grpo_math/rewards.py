@@ -6,7 +6,7 @@
 Every reward follows TRL's contract: one float (or None, where the gold answer cannot be parsed) per
 completion; `completions` are strings or chat messages; `__name__` is the metric key (`rewards/<name>/mean`).
 None of them raises on model output or takes unbounded time: they read completions through `answers.py`.
-`load_reward_funcs` is called once per run (checks.resolve_checked, as config.resolve builds the run's
+`load_reward_funcs` is called once per run (training.checks.resolve, from the resolved run
 settings), so a user's `file.py:fn` module runs once.
 The table of rules is in the top-level `reward.py`, with the self-test (`python reward.py`).
 Left out on purpose: partial credit for a near answer, reward for reasoning quality, a language-model judge.
@@ -205,34 +205,42 @@ def digit_reward(completions: list, answer: Any = None, prompts: Any = None, com
     return out
 
 
-def make_overlong_reward(max_completion_length: int, buffer: int | None = None) -> Callable:
+class OverlongReward:
     """DAPO's soft overlong penalty: 0 up to `max_completion_length - buffer` tokens, then falling linearly
     to -1 at `max_completion_length` (and -1 beyond). `buffer` defaults to a quarter of the length.
 
     Length is `len(completion_ids[i])` when TRL passes the ids, else the whitespace-separated word count
-    (an underestimate of tokens, so the penalty starts late rather than early).
+    (an underestimate of tokens, so the penalty starts late rather than early). A class rather than a closure,
+    so a run's reward pickles (multiprocessing, accelerate) and is built from the resolved config, not inside it.
 
-    >>> make_overlong_reward(100, 20)(["w " * 50, "w " * 90, "w " * 120])
+    >>> OverlongReward(100, 20)(["w " * 50, "w " * 90, "w " * 120])
     [0.0, -0.5, -1.0]
     """
-    if not isinstance(max_completion_length, int) or max_completion_length <= 0:
-        raise RewardError(f"overlong: max_completion_length must be a positive int, got {max_completion_length!r}")
-    buf = max(1, max_completion_length // 4) if buffer is None else int(buffer)
-    if not 0 < buf <= max_completion_length:
-        raise RewardError(f"overlong: buffer {buffer!r} must be in 1..{max_completion_length}")
-    start = max_completion_length - buf
 
-    @_named("overlong")
-    def overlong(completions: list, answer: Any = None, prompts: Any = None, completion_ids: Any = None,
+    __name__ = "overlong"  # TRL logs a reward under its function's __name__
+
+    def __init__(self, max_completion_length: int, buffer: int | None = None) -> None:
+        if not isinstance(max_completion_length, int) or max_completion_length <= 0:
+            raise RewardError(f"overlong: max_completion_length must be a positive int, got {max_completion_length!r}")
+        buf = max(1, max_completion_length // 4) if buffer is None else int(buffer)
+        if not 0 < buf <= max_completion_length:
+            raise RewardError(f"overlong: buffer {buffer!r} must be in 1..{max_completion_length}")
+        self.max_completion_length, self.buffer, self.start = max_completion_length, buf, max_completion_length - buf
+
+    def __call__(self, completions: list, answer: Any = None, prompts: Any = None, completion_ids: Any = None,
                  **kwargs: Any) -> list[float | None]:
         if completion_ids is not None:
             lengths = [len(ids) for ids in completion_ids]
         else:
             lengths = [len(completion_text(c).split()) for c in completions]
-        return [0.0 if n <= start else -1.0 if n >= max_completion_length else (start - n) / buf
-                for n in lengths]
+        top, start, buf = self.max_completion_length, self.start, self.buffer
+        return [0.0 if n <= start else -1.0 if n >= top else (start - n) / buf for n in lengths]
 
-    return overlong
+    def __repr__(self) -> str:
+        return f"OverlongReward({self.max_completion_length}, buffer={self.buffer})"
+
+
+make_overlong_reward = OverlongReward  # the name tests, reward.py and users' code know
 
 
 REWARD_FUNCS: dict[str, Callable] = {

@@ -109,7 +109,7 @@ def test_overwriting_a_run_removes_only_what_the_tool_wrote(tmp_path):
 
 
 def test_a_user_reward_file_is_imported_once_per_run(tmp_path):
-    """config.resolve loads the rewards once; training, the reward check and the in-run eval reuse them."""
+    """checks.resolve loads the rewards once; training, the reward check and the in-run eval reuse them."""
     counter = tmp_path / "imports.txt"
     reward_file = tmp_path / "counted_reward.py"
     reward_file.write_text(

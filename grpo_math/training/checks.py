@@ -1,24 +1,26 @@
 """The checks between flags, and against the machine, that run before any model or dataset loads.
 
-`config.resolve` calls `resolve_checked` with values whose types and ranges are already checked; this module
-checks what depends on several flags (the generation batch and the group size, rewards and their weights) or
+`resolve` checks each value's type and range (`config.check_values`), then this module checks what depends on several flags (the generation batch and the group size, rewards and their weights) or
 on the machine (a path that must exist, a local dataset's columns and split, the device and dtype, a logging
 backend's package, an earlier or a live run in --output_dir) or on the launch (what `accelerate launch` shards,
-processes per GPU), loads the reward functions once, and builds the frozen `RunConfig`.
+processes per GPU), builds the frozen `RunConfig`, and then, from the resolved config, the reward functions
+(once: a user's file.py:fn runs here).
 Each failure raises a ValueError with one line naming the flag, the value and what would work.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 from typing import Any
 
-from grpo_math.data import hub
-from grpo_math.runs import rundir, runlock
-from grpo_math.config import DEFAULT_MODEL, RunConfig, UsageError
 import torch
 
+from grpo_math.config import DEFAULT_MODEL, DEFAULTS, RunConfig, UsageError, check_values
+from grpo_math.data import hub
+from grpo_math.rewards import load_reward_funcs
+from grpo_math.runs import rundir, runlock
 from grpo_math.runtime.devices import is_main_process, local_world_size, resolve_placement, world_size
 from grpo_math.runtime.launch import sharding
 
@@ -135,15 +137,25 @@ def _check_output_dir(v: dict[str, Any]) -> bool:
     return overwrite
 
 
-def resolve_checked(v: dict[str, Any]) -> RunConfig:
-    """Every check of this module, then the frozen RunConfig with its resolved fields (see config.resolve)."""
-    from grpo_math.rewards import load_reward_funcs
+def resolve(values: dict[str, Any], origin: dict[str, str] | None = None) -> RunConfig:
+    """Check every value and every combination, then build the frozen RunConfig and, from it, the rewards.
 
+    `values` maps flag names to values (missing ones take the defaults); `origin` maps a name to where its
+    value came from (e.g. "--config c.yaml"), for the error message. Raises UsageError (or another ValueError
+    with a one-line message: DatasetError, RewardError, DeviceError).
+    """
+    config = resolve_checked({**DEFAULTS, **check_values(values, origin)})
+    # the rewards are built from the resolved settings (overlong needs the run's max_completion_length); unknown
+    # names fail here, and a user's file.py:fn runs here, once for the whole run
+    rewards = tuple(load_reward_funcs(config.reward_funcs, max_completion_length=config.max_completion_length))
+    return dataclasses.replace(config, rewards=rewards)
+
+
+def resolve_checked(v: dict[str, Any]) -> RunConfig:
+    """Every check of this module, then the frozen RunConfig with its resolved fields, rewards not yet built."""
     world = world_size()
     _check_generation_batch(v, world)
     _check_flag_combinations(v)
-    # unknown names fail here; a user's file.py:fn runs here, once for the whole run
-    rewards = tuple(load_reward_funcs(v["reward_funcs"], max_completion_length=v["max_completion_length"]))
     _check_paths(v)
     overwrite = _check_output_dir(v)
     placement = resolve_placement(v["device"], v["dtype"])
@@ -156,6 +168,4 @@ def resolve_checked(v: dict[str, Any]) -> RunConfig:
     if v["learning_rate"] is None:
         # LoRA's low-rank update moves the function less per unit step than full fine-tuning: ~10x the rate
         resolved["learning_rate"] = 1e-6 if v["full_finetune"] else 1e-5
-    return RunConfig(**{**v, **resolved}, placement=placement, rewards=rewards, world_size=world,
-                     build_tiny_model=build_tiny)
-
+    return RunConfig(**{**v, **resolved}, placement=placement, world_size=world, build_tiny_model=build_tiny)
