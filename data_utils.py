@@ -30,7 +30,7 @@ from grpo_math.data.prompts import LANGS, TEMPLATES, build_prompt  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:
-    from grpo_math.runtime.devices import OneLineParser
+    from grpo_math.cli import OneLineParser
 
     p = OneLineParser(prog="data_utils.py", description="Show the first rows of a dataset as training sees them.")
     p.add_argument("dataset_id", help="hub id, local file or directory, or arithmetic")

@@ -25,6 +25,7 @@ Left out on purpose: beam search, a judge model, several processes or GPUs in on
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -36,7 +37,7 @@ from pathlib import Path
 
 from grpo_math.config import DEFAULT_DATASET, RunConfig, UsageError, check_values
 from grpo_math.data.hub import is_local_path
-from grpo_math.evaluation.results import EvalError, differing_settings, open_partial, summary_line
+from grpo_math.evaluation.results import EvalError, EvalSettings, differing_settings, open_partial, summary_line
 from grpo_math.evaluation.results import format_table, summarize  # noqa: F401 - the --summarize path and its API
 from grpo_math.runs.rundir import CHECKPOINT_RE, checkpoint_dirs, find_run, read_run_config, write_atomic
 from grpo_math.evaluation.scoring import GenerateFn, eos_token_ids, evaluate  # noqa: F401 - evaluate: eval.py's API
@@ -48,7 +49,7 @@ from grpo_math.evaluation.scoring import GenerateFn, eos_token_ids, evaluate  # 
 
 def build_parser() -> argparse.ArgumentParser:
     """eval.py's flags; unset ones marked "run's" come from the run's run_config.json when there is one."""
-    from grpo_math.runtime.devices import HelpFormatter, OneLineParser, add_device_flags
+    from grpo_math.cli import HelpFormatter, OneLineParser, add_device_flags
     from grpo_math.data.prompts import LANGS, TEMPLATES
 
     p = OneLineParser(prog="eval.py", description="Score a model or checkpoint on a math split (see the docstring).",
@@ -159,7 +160,7 @@ def _default_output(model_dir: str, run_dir: Path | None, run_args: dict) -> Pat
     return Path("results") / run_dir.name / f"{name}.json"
 
 
-def resolve_config(a: argparse.Namespace) -> tuple[dict, list]:
+def resolve_config(a: argparse.Namespace) -> tuple[EvalSettings, list]:
     """Every setting of this eval (flags first, then the run's RunConfig, then RunConfig's defaults), checked,
     and the reward functions, loaded once. Nothing heavy is loaded. Returns (config, reward functions)."""
     if not a.model_dir:
@@ -189,7 +190,7 @@ def resolve_config(a: argparse.Namespace) -> tuple[dict, list]:
     max_completion_length = a.max_completion_length or run.max_completion_length
     rewards = load_reward_funcs(reward_funcs, max_completion_length=max_completion_length)  # once, for the eval
     placement = resolve_placement(a.device, a.dtype)
-    config = {
+    config = EvalSettings(**{
         "model_dir": str(Path(a.model_dir).expanduser().resolve()) if local else a.model_dir,
         "model_fingerprint": _fingerprint(a.model_dir),
         "base_model": resolve_base_model(a.model_dir, a.base_model) if local and is_adapter_dir(a.model_dir) else None,
@@ -217,11 +218,11 @@ def resolve_config(a: argparse.Namespace) -> tuple[dict, list]:
         "versions": package_versions(),
         "git_commit": git_commit(),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-    }
+    })
     return config, rewards
 
 
-def _vllm_generate_fn(model, tokenizer, config: dict, eos: list[int]) -> GenerateFn:
+def _vllm_generate_fn(model, tokenizer, config: EvalSettings, eos: list[int]) -> GenerateFn:
     """Generation by vLLM: from the model directory itself (a .gguf file: its converted copy, which eval.py
     loaded), or for an adapter from a merged copy of `model` written to a temporary directory (removed at exit).
     Not exercised by the tests (no vLLM on CPU)."""
@@ -235,18 +236,18 @@ def _vllm_generate_fn(model, tokenizer, config: dict, eos: list[int]) -> Generat
     from grpo_math.models.gguf_files import local_source
     from grpo_math.models.rollout import cut_after_eos
 
-    source = local_source(config["model_dir"])
-    if config["base_model"] is not None:  # vLLM scores what eval.py loaded: the adapter merged into its base
+    source = local_source(config.model_dir)
+    if config.base_model is not None:  # vLLM scores what eval.py loaded: the adapter merged into its base
         source = tempfile.mkdtemp(prefix="eval-vllm-")
         atexit.register(shutil.rmtree, source, ignore_errors=True)
         model.save_pretrained(source)
         tokenizer.save_pretrained(source)
-    llm = LLM(model=source, dtype={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[config["dtype"]],
-              seed=config["seed"])
+    llm = LLM(model=source, dtype={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[config.dtype],
+              seed=config.seed)
 
     def gen(prompt_ids: list[list[int]], seed: int | None) -> list[list[int]]:
-        params = SamplingParams(temperature=config["temperature"], top_p=config["top_p"], seed=seed,
-                                max_tokens=config["max_completion_length"], stop_token_ids=eos)
+        params = SamplingParams(temperature=config.temperature, top_p=config.top_p, seed=seed,
+                                max_tokens=config.max_completion_length, stop_token_ids=eos)
         outs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompt_ids], params, use_tqdm=False)
         return cut_after_eos([list(o.outputs[0].token_ids) for o in outs], eos)
 
@@ -262,7 +263,7 @@ def prepare(a: argparse.Namespace) -> tuple | None:
     from grpo_math.models.loading import load_for_inference
 
     config, rewards = resolve_config(a)
-    out = Path(config["output_file"])
+    out = Path(config.output_file)
     if a.skip_existing and out.is_file():
         try:
             old = json.loads(out.read_text(encoding="utf-8"))
@@ -273,16 +274,16 @@ def prepare(a: argparse.Namespace) -> tuple | None:
             print(summary_line(old["config"], old["metrics"], out) + " (up to date)")
             return None
     try:
-        dataset = load_math_dataset(config["dataset_id"], config["split"], max_samples=config["limit"],
-                                    prompt_template=config["prompt_template"], prompt_lang=config["prompt_lang"],
-                                    system_prompt=config["system_prompt"], seed=config["seed"])
+        dataset = load_math_dataset(config.dataset_id, config.split, max_samples=config.limit,
+                                    prompt_template=config.prompt_template, prompt_lang=config.prompt_lang,
+                                    system_prompt=config.system_prompt, seed=config.seed)
     except DatasetError as e:
         raise EvalError(str(e)) from None
     # an adapter is merged into its base for speed
-    model, tokenizer, _ = load_for_inference(a.model_dir, DTYPES[config["dtype"]],
-                                             "cpu" if a.use_vllm else config["device"], a.base_model)
-    dataset, dropped = filter_long_prompts(dataset, tokenizer, config["max_prompt_length"])
-    config = {**config, "dropped_long_prompts": dropped, "n_examples": len(dataset)}
+    model, tokenizer, _ = load_for_inference(a.model_dir, DTYPES[config.dtype],
+                                             "cpu" if a.use_vllm else config.device, a.base_model)
+    dataset, dropped = filter_long_prompts(dataset, tokenizer, config.max_prompt_length)
+    config = dataclasses.replace(config, dropped_long_prompts=dropped, n_examples=len(dataset))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_name(out.name + ".partial.jsonl")
@@ -292,25 +293,25 @@ def prepare(a: argparse.Namespace) -> tuple | None:
     return model, tokenizer, dataset, config, partial, rewards
 
 
-def run(model, tokenizer, dataset, config: dict, partial: Path, rewards: list, progress: bool | None = None) -> int:
+def run(model, tokenizer, dataset, config: EvalSettings, partial: Path, rewards: list, progress: bool | None = None) -> int:
     """Evaluate with `config` (see prepare), resuming from `partial`; write the results JSON atomically."""
-    out = Path(config["output_file"])
+    out = Path(config.output_file)
     eos = eos_token_ids(model, tokenizer)
-    generate_fn = _vllm_generate_fn(model, tokenizer, config, eos) if config["use_vllm"] else None
+    generate_fn = _vllm_generate_fn(model, tokenizer, config, eos) if config.use_vllm else None
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     try:
         metrics, records = evaluate(
-            model, tokenizer, dataset, max_completion_length=config["max_completion_length"],
-            batch_size=config["batch_size"], temperature=config["temperature"], top_p=config["top_p"],
-            num_samples=config["num_samples"], seed=config["seed"], records_file=partial,
+            model, tokenizer, dataset, max_completion_length=config.max_completion_length,
+            batch_size=config.batch_size, temperature=config.temperature, top_p=config.top_p,
+            num_samples=config.num_samples, seed=config.seed, records_file=partial,
             progress=sys.stderr.isatty() if progress is None else progress,
-            reward_funcs=rewards, reward_weights=config["reward_weights"], generate_fn=generate_fn)
+            reward_funcs=rewards, reward_weights=config.reward_weights, generate_fn=generate_fn)
     except KeyboardInterrupt:
         print(f"eval.py: interrupted; finished records are in {partial}, rerun the same command to resume",
               file=sys.stderr)
         return 130
-    config = {**config, "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    write_atomic(out, json.dumps({"config": config, "metrics": metrics, "records": records}, indent=1,
+    config = dataclasses.replace(config, started=started, finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    write_atomic(out, json.dumps({"config": config.to_record(), "metrics": metrics, "records": records}, indent=1,
                                  ensure_ascii=False) + "\n")
     partial.unlink(missing_ok=True)
     print(summary_line(config, metrics, out))

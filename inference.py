@@ -37,7 +37,7 @@ _CJK_RE = re.compile(r"[\u4e00-\u9fff]")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from grpo_math.runtime.devices import HelpFormatter, OneLineParser, add_device_flags
+    from grpo_math.cli import HelpFormatter, OneLineParser, add_device_flags
     from grpo_math.data.prompts import LANGS, TEMPLATES
 
     p = OneLineParser(prog="inference.py", description="Answer math questions with a model or checkpoint.",

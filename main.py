@@ -29,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from grpo_math import config
+from grpo_math.cli import FlagParser, HelpFormatter, add_device_flags
 from grpo_math.config import DEMO_DEFAULTS, RunConfig, UsageError  # noqa: F401 - DEMO_DEFAULTS: tests, users
 
 
@@ -46,13 +47,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole CLI, in groups; the reward choices come from the reward registry itself."""
-    from grpo_math.runtime.devices import HelpFormatter, add_device_flags
+def build_parser() -> FlagParser:
+    """The whole CLI, in groups, with its table of flags (`.flags`); the reward choices come from the reward
+    registry itself."""
     from grpo_math.data.prompts import LANGS, TEMPLATES
     from grpo_math.rewards import REWARD_FUNCS  # light import: no model, no math-verify work
 
-    p = argparse.ArgumentParser(
+    p = FlagParser(  # p.flags: the table of flags, for the YAML file and the resume command
         prog="main.py",
         description="GRPO + LoRA math-reasoning trainer (TRL GRPOTrainer, PEFT).",
         formatter_class=HelpFormatter,
@@ -158,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load_config_file(path: str, parser: argparse.ArgumentParser) -> dict:
+def _load_config_file(path: str, parser: FlagParser) -> dict:
     """The flag values of a `--config` YAML file: keys checked against the flags, strings converted as the
     flag would convert them (YAML reads 1e-5 as a string), choices checked; ranges are checks.resolve's job."""
     file = Path(path)
@@ -170,14 +171,14 @@ def _load_config_file(path: str, parser: argparse.ArgumentParser) -> dict:
         raise UsageError(f"--config {path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise UsageError(f"--config {path}: expected a mapping of flag names to values")
-    known = {a.dest for a in parser._actions} | {"per_device_train_batch_size"}
+    known = set(parser.flags) | {"per_device_train_batch_size"}
     unknown = sorted(str(k) for k in set(data) - known - {"config", "help"})
     if unknown:
         raise UsageError(f"--config {path}: unknown key(s) {', '.join(unknown)}; keys are flag names, "
                          "e.g. learning_rate")
     if "per_device_train_batch_size" in data:
         data["batch_size"] = data.pop("per_device_train_batch_size")
-    actions = {a.dest: a for a in parser._actions}
+    actions = parser.flags
     for key, value in data.items():
         convert = actions[key].type
         try:
@@ -194,11 +195,11 @@ def _load_config_file(path: str, parser: argparse.ArgumentParser) -> dict:
     return data
 
 
-def _given_on_command_line(parser: argparse.ArgumentParser, argv: list[str] | None) -> dict:
+def _given_on_command_line(parser: FlagParser, argv: list[str] | None) -> dict:
     """The flags the command line itself sets (not the defaults), with their values."""
     unset = object()
     probe = copy.deepcopy(parser)
-    probe.set_defaults(**{a.dest: unset for a in probe._actions if a.dest != "help"})
+    probe.set_defaults(**{dest: unset for dest in probe.flags if dest != "help"})
     return {k: v for k, v in vars(probe.parse_args(argv)).items() if v is not unset}
 
 
@@ -224,13 +225,13 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
     return dataclasses.replace(resolve(values, origin), resume_command=resume_command(parser, given))
 
 
-def resume_command(parser: argparse.ArgumentParser, given: dict) -> str:
+def resume_command(parser: FlagParser, given: dict) -> str:
     """The command that continues this run from its newest checkpoint: the same flags as typed (the same
     --demo and --config, so the same output directory), with --resume_from_checkpoint latest; under several
     processes, what the launcher must start with the same process count."""
     from grpo_math.runtime.devices import world_size  # torch: already imported by checks.resolve
 
-    actions = {a.dest: a for a in parser._actions if a.option_strings}
+    actions = {dest: a for dest, a in parser.flags.items() if a.option_strings}
     script = sys.argv[0] if sys.argv and Path(sys.argv[0]).name == "main.py" else "main.py"
     words = [script]
     for dest, value in given.items():

@@ -4,6 +4,8 @@ touched in one file, nothing edits sys.path, and the package never imports a top
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 import re
 from pathlib import Path
 
@@ -162,3 +164,19 @@ def test_the_import_check_sees_lazy_imports_and_cycles(tmp_path):
     src = tmp_path / "probe.py"
     src.write_text("def f():\n    from grpo_math.grading import _exact\n")
     assert imports_of(src, modules) == {"grpo_math.grading._exact"}
+
+
+def test_each_package_exports_its_public_modules():
+    # a package's __all__ names exactly its modules without a leading underscore: its public surface
+    for init in PACKAGE.glob("*/__init__.py"):
+        public = {p.stem for p in init.parent.glob("*.py") if not p.stem.startswith("_")}
+        exported = next(ast.literal_eval(node.value) for node in ast.parse(init.read_text()).body
+                        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "__all__")
+        assert set(exported) == public, init.parent.name
+
+
+def test_the_command_line_helpers_and_main_help_import_no_torch():
+    code = ("import sys, main; main.build_parser().format_help(); "
+            "assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.stdout.strip() == "ok", res.stderr[-2000:]

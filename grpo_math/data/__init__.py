@@ -5,3 +5,5 @@
     arithmetic    the built-in offline task: seeded arithmetic word problems
     hub           a local path or a Hub id (one rule), and whether the Hub answers
 """
+
+__all__ = ["arithmetic", "hub", "prompts", "sources"]  # the public modules; `_name` ones are this package's own

@@ -3,3 +3,5 @@
     scoring       `evaluate` (eval.py and the in-run eval)
     results       the resumable partial file, the summary line, the checkpoint table
 """
+
+__all__ = ["results", "scoring"]  # the public modules; `_name` ones are this package's own

@@ -11,9 +11,11 @@ Left out on purpose: comparing results on different data (summarize warns and le
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from grpo_math.runs.rundir import CHECKPOINT_RE, write_atomic
@@ -32,12 +34,65 @@ class EvalError(ValueError):
     """Bad input to eval.py (a flag, a results directory); the message is one line naming it."""
 
 
-def differing_settings(a: dict, b: dict) -> list[str]:
-    """The RESUME_KEYS on which two eval configs differ."""
+@dataclass(frozen=True)
+class EvalSettings:
+    """Every setting of one eval, resolved once by eval.py (flags, then the run's RunConfig, then its defaults),
+    as training's are one frozen RunConfig. `to_record()` is the results file's "config" (JSON, same keys)."""
+
+    model_dir: str
+    model_fingerprint: str | None
+    base_model: str | None
+    run_dir: str | None
+    step: int | None
+    dataset_id: str
+    split: str
+    limit: int | None
+    prompt_template: str
+    prompt_lang: str
+    system_prompt: str | None
+    max_prompt_length: int
+    max_completion_length: int
+    temperature: float
+    top_p: float
+    num_samples: int
+    seed: int
+    batch_size: int
+    reward_funcs: list[str]
+    reward_weights: list[float] | None
+    device: str
+    dtype: str
+    use_vllm: bool
+    output_file: str
+    versions: dict
+    git_commit: str | None
+    command: str
+    # known once the data and tokenizer are loaded, then once the eval has run
+    dropped_long_prompts: int | None = None
+    n_examples: int | None = None
+    started: str | None = None
+    finished: str | None = None
+
+    def to_record(self) -> dict:
+        """The settings as the results file stores them (the timestamps only once known)."""
+        record = dataclasses.asdict(self)
+        for late in ("dropped_long_prompts", "n_examples", "started", "finished"):
+            if record[late] is None:
+                del record[late]
+        return record
+
+
+def _record(config: EvalSettings | dict) -> dict:
+    return config.to_record() if isinstance(config, EvalSettings) else config
+
+
+def differing_settings(a: EvalSettings | dict, b: EvalSettings | dict) -> list[str]:
+    """The RESUME_KEYS on which two eval configs differ (a results file's "config", or EvalSettings)."""
+    a, b = _record(a), _record(b)
     return [k for k in RESUME_KEYS if a.get(k) != b.get(k)]
 
 
-def summary_line(config: dict, metrics: dict, path: Path) -> str:
+def summary_line(config: EvalSettings | dict, metrics: dict, path: Path) -> str:
+    config = _record(config)
     k = config["num_samples"]
     correct = round(metrics["accuracy"] * metrics["num_completions"])
     parts = [f"accuracy {100 * metrics['accuracy']:.1f}% ({correct}/{metrics['num_completions']})",
@@ -53,7 +108,7 @@ def summary_line(config: dict, metrics: dict, path: Path) -> str:
     return f"{name}: " + ", ".join(parts) + f" -> {path}"
 
 
-def open_partial(partial: Path, config: dict) -> None:
+def open_partial(partial: Path, config: EvalSettings | dict) -> None:
     """Keep a partial file written with the same settings; move any other aside; start one with a header."""
     if partial.is_file():
         try:
@@ -69,7 +124,7 @@ def open_partial(partial: Path, config: dict) -> None:
         logger.warning("%s was written with other settings (%s); moved to %s, starting over", partial,
                        ", ".join(differ), stale)
         partial.replace(stale)
-    write_atomic(partial, json.dumps({"config": config}, ensure_ascii=False) + "\n")
+    write_atomic(partial, json.dumps({"config": _record(config)}, ensure_ascii=False) + "\n")
 
 
 

@@ -8,3 +8,5 @@
 Modules with a leading underscore are this package's own (`_exact`, `_shapes`, `_expr_tree`,
 `_polynomials`, `_algebra`: the in-process exact engines); nothing outside `grading/` imports them.
 """
+
+__all__ = ["answers", "equivalence", "extraction", "worker"]  # the public modules; `_name` ones are this package's own

@@ -6,3 +6,5 @@
     tiny          the offline tiny Qwen2 model and tokenizer
     warm_start    the demo's starting point, shipped in `demo_model/`
 """
+
+__all__ = ["gguf_files", "loading", "rollout", "tiny", "warm_start"]  # the public modules; `_name` ones are this package's own

@@ -11,15 +11,13 @@
 
 An explicit `--device cuda` on a machine without CUDA is an error naming the flag, never a silent fallback.
 More than one visible GPU in a single process trains on the first and says how to use all of them.
-The `--device`/`--dtype` flags and the help formatter that main.py, eval.py and inference.py share live here
-too, so the three command lines cannot drift apart.
+The `--device`/`--dtype` flags that main.py, eval.py and inference.py share are `grpo_math.cli`'s (no torch).
 Left out on purpose: XPU/NPU/TPU back ends (untested here), and multi-GPU launch itself (that is
 `accelerate launch` / `torchrun`, which set the process rank this module respects).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 from dataclasses import dataclass
@@ -85,31 +83,6 @@ def resolve_dtype(device: str, requested: str = "auto") -> torch.dtype:
     if device == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
         raise DeviceError("--dtype bf16: this GPU does not support bf16; use --dtype fp16 or --dtype auto")
     return dtype
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows "(default: X)" only where the help text does not already say what an unset flag means."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help or ""
-        if action.default in (None, False) or "default" in text:
-            return text
-        return super()._get_help_string(action)
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are a ValueError (the CLI prints one line, exit 2) instead of usage + exit."""
-
-    def error(self, message: str) -> None:
-        raise ValueError(message)
-
-
-def add_device_flags(group, what: str) -> None:
-    """--device and --dtype, the same in main.py, eval.py and inference.py; `what` is the verb (train, generate)."""
-    group.add_argument("--device", default="auto", choices=list(DEVICES), help=f"where to {what}; auto = CUDA, "
-                                                                               "then MPS, then CPU")
-    group.add_argument("--dtype", default="auto", choices=["auto", *DTYPES],
-                       help="compute dtype; auto = bf16 on recent GPUs, fp16 on older ones, fp32 on MPS and CPU")
 
 
 def dtype_name(dtype: torch.dtype) -> str:

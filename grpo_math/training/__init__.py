@@ -5,3 +5,5 @@
     callbacks     train_log.json, completions.jsonl, the in-run accuracy eval, the console bar
     tensorboard   completions and warnings as TensorBoard text
 """
+
+__all__ = ["callbacks", "checks", "tensorboard", "trainer"]  # the public modules; `_name` ones are this package's own
