@@ -38,9 +38,9 @@ from pathlib import Path
 from grpo_math.config import DEFAULT_DATASET, RunConfig, UsageError, check_values
 from grpo_math.data.hub import is_local_path
 from grpo_math.evaluation.results import EvalError, EvalSettings, differing_settings, open_partial, summary_line
-from grpo_math.evaluation.results import format_table, summarize  # noqa: F401 - the --summarize path and its API
+from grpo_math.evaluation.results import format_table, summarize  # the --summarize path and its API
 from grpo_math.runs.rundir import CHECKPOINT_RE, checkpoint_dirs, find_run, read_run_config, write_atomic
-from grpo_math.evaluation.scoring import GenerateFn, eos_token_ids, evaluate  # noqa: F401 - evaluate: eval.py's API
+from grpo_math.evaluation.scoring import GenerateFn, eos_token_ids, evaluate  # evaluate: eval.py's API
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import yaml
 
 from grpo_math import config
 from grpo_math.cli import FlagParser, HelpFormatter, add_device_flags
-from grpo_math.config import DEMO_DEFAULTS, RunConfig, UsageError  # noqa: F401 - DEMO_DEFAULTS: tests, users
+from grpo_math.config import DEMO_DEFAULTS, RunConfig, UsageError  # DEMO_DEFAULTS: tests, users
 
 
 def _positive_int(text: str) -> int:

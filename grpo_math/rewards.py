@@ -288,12 +288,12 @@ def _load_user_reward(spec: str) -> Callable:
         sys.modules[mod_name] = module  # dataclasses and pickling look modules up here
         try:
             module_spec.loader.exec_module(module)
-        except Exception as e:  # noqa: BLE001 - the user's file: report which one and why, then stop
+        except Exception as e:  # the user's file: report which one and why, then stop
             raise RewardError(f"--reward_funcs {spec!r}: running {str(path)!r} failed: {type(e).__name__}: {e}") from e
     else:
         try:
             module = importlib.import_module(where)
-        except Exception as e:  # noqa: BLE001 - ImportError, or an error inside the user's module
+        except Exception as e:  # ImportError, or an error inside the user's module
             raise RewardError(f"--reward_funcs {spec!r}: cannot import module {where!r} "
                               f"({type(e).__name__}: {e})") from e
     fn = getattr(module, fn_name, None)
@@ -354,7 +354,7 @@ def check_reward_funcs(funcs: list[Callable], *, gold: str = "72", prompt: Any =
         name = getattr(fn, "__name__", repr(fn))
         try:
             values = fn(**kwargs)
-        except Exception as e:  # noqa: BLE001 - reported with the reward's name, then training stops
+        except Exception as e:  # reported with the reward's name, then training stops
             raise RewardError(f"reward {name!r} raised {type(e).__name__}: {e} on a perfect completion") from e
         problem = values_problem(values, n, " on a perfect completion")
         if problem:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch  # noqa: F401 - imported before the forks, so children start warm
 
-import main  # noqa: F401
+import main
 import train  # noqa: F401
 from grpo_math.runs import checkpoints, rundir
 from grpo_math.grading import worker as grader_worker

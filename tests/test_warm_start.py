@@ -54,7 +54,7 @@ def test_level_1_is_one_digit_arithmetic_with_worked_targets():
     for row in arithmetic_split("train", seed=0, level=1)[:200]:
         expr = row["solution"].split("\n")[0]
         left, value = expr.split(" = ")
-        assert eval(left) == int(value) == int(row["answer"])  # noqa: S307 - digits and one operator
+        assert eval(left) == int(value) == int(row["answer"])  # digits and one operator
         assert row["target"] == f"<think>{expr}</think><answer>\\boxed{{{row['answer']}}}</answer>"
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from grpo_math.models import rollout
 from grpo_math.grading.answers import answers_match, grade
 from grpo_math.config import DEFAULT_MAX_COMPLETION_LENGTH, DEFAULT_REWARDS
-from grpo_math.data.sources import encode_prompts  # noqa: F401 - also scoring's API (inference.py, tests)
+from grpo_math.data.sources import encode_prompts  # also scoring's API (inference.py, tests)
 from grpo_math.rewards import REWARD_FUNCS, weighted_sum
 from grpo_math.runs.rundir import write_atomic
 

@@ -36,7 +36,7 @@ from functools import lru_cache
 from typing import Any
 
 from grpo_math.grading.equivalence import MAX_ANSWER_CHARS, equal
-from grpo_math.grading.extraction import (HEDGE, anchored, clean_answer, final_box, joined_boxes,  # noqa: F401
+from grpo_math.grading.extraction import (HEDGE, anchored, clean_answer, final_box, joined_boxes,
                                     last_boxed)
 
 MAX_COMPLETION_CHARS = 200_000  # ~50k tokens; a longer completion gets no answer rather than a slow scan

@@ -122,7 +122,7 @@ def guard_reward(fn: Callable, when: str | None = None) -> Callable:
         step = when or (f"step {state.global_step + 1}" if state is not None else "a step")
         try:
             values = fn(*args, **kwargs)
-        except Exception as e:  # noqa: BLE001 - a user's code: reported with its name, the cause kept for --debug
+        except Exception as e:  # a user's code: reported with its name, the cause kept for --debug
             detail = " ".join(str(e).split())[:200]
             raise RewardFailure(f"reward {name!r} raised {type(e).__name__}: {detail} at {step}") from e
         completions = kwargs["completions"] if "completions" in kwargs else args[0] if args else ()
