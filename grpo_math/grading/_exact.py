@@ -37,7 +37,18 @@ class _Refused(Exception):
     """The expression is outside the exact subset or over a size cap."""
 
 
-class _Exact:
+class _ArithmeticParser:
+    """Recursive descent over plain arithmetic, evaluated to one exact Fraction as it parses (the value of a
+    number-like answer; no variables). Its grammar, one method per rule; anything else raises _Refused:
+
+        expr    := unary (("+" | "-") unary)*
+        unary   := ("+" | "-")? term
+        term    := power (("*" | "/" | "\\cdot" | "\\times" | "\\div") power)*
+        power   := postfix ("^" "-"? postfix)?          -- an integer exponent; no towers
+        postfix := atom "!"*                            -- factorials of 0..300
+        atom    := NUMBER | "(" expr ")" | "{" expr "}" | "\\frac" group group | "\\sqrt" group
+    """
+
     def __init__(self, s: str) -> None:
         self.toks: list[tuple[str, str]] = []
         pos = 0
@@ -209,7 +220,7 @@ def value(c: str) -> tuple[Fraction, bool] | None:
     if not s or len(s) > MAX_ANSWER_CHARS or depth(s) > MAX_NESTING:
         return None
     try:
-        return _Exact(s).value(), pct
+        return _ArithmeticParser(s).value(), pct
     except (_Refused, ValueError, ZeroDivisionError, OverflowError, RecursionError):
         return None
 

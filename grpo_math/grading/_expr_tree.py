@@ -56,6 +56,24 @@ def _tokens(s: str) -> list[str]:
 
 
 class _Parser:
+    """Recursive descent from canonical LaTeX to a tree (no values: _algebra evaluates trees exactly, this module
+    in floats). Its grammar, one method per rule; anything else raises Undecided:
+
+        expr       := signed (("+" | "-") signed)*
+        signed     := ("+" | "-")* term
+        term       := power (("*" | "/") power | power)*           -- juxtaposition multiplies: `2x`, `3\\sqrt2`
+        power      := postfix ("^" exponent)?                     -- no towers
+        exponent   := ("+" | "-") exponent | group | postfix
+        postfix    := atom "!"*
+        group      := "{" expr "}" | "(" expr ")" | DIGIT | atom  -- `\\frac12`: one digit per argument, as TeX
+        atom       := "{" expr "}" | "(" expr ")" | "[" expr "]" | "|" expr "|" | NUMBER
+                    | LETTER subscript? | "\\frac" group group | "\\sqrt" ("[" expr "]")? group
+                    | "\\pi" | "e" | "i" | GREEK subscript? | function
+        subscript  := "_" (ALNUM | "{" ALNUM+ "}")
+        function   := FUNC ("^" exponent)? fn_arg                 -- \\sin^2 x; log_b, ln, exp, sin..tanh
+        fn_arg     := "(" expr ")" | "{" expr "}" | "[" expr "]" | factor+
+    """
+
     def __init__(self, s: str) -> None:
         self.t, self.i = _tokens(s), 0
         if not self.t:
