@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import re
 import time
-from functools import lru_cache
 
 from grpo_math.grading import _expr_tree as expr_tree, _shapes as shapes
 from grpo_math.grading._algebra import same_relation, same_value
-from grpo_math.grading._exact import MAX_ANSWER_CHARS, PLAIN_NUMBER, depth, num_eq, value
+from grpo_math.grading._canonical import canon
+from grpo_math.grading._exact import MAX_ANSWER_CHARS, depth, num_eq, value
 from grpo_math.grading.worker import shared_worker
 from grpo_math.grading._polynomials import Ring
 
@@ -44,60 +44,6 @@ MAX_SYMBOLIC_CHARS = 300  # longest answer math-verify is asked about
 SYMBOLIC_TIMEOUT_S = 0.5  # per comparison, for the math-verify child: a safety net under the 1 s promise
 MAX_CHILD_CALLS = 4  # child requests per comparison (item pairs of a list); past it an undecided pair is unequal
 MAX_COMPARISONS = 200  # algebra comparisons per answer (a 14-item list in any order); then unequal
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Canonical form
-# ----------------------------------------------------------------------------------------------------------
-_UNICODE = {0x2212: "-", 0xFE63: "-", 0x00D7: "\\times ", 0x00F7: "\\div ", 0x00B7: "\\cdot ", 0x22C5: "\\cdot ",
-            0x03C0: "\\pi ", 0x221A: "\\sqrt", 0x221E: "\\infty ", 0x00B0: "^\\circ", 0x2264: "\\le ",
-            0x2265: "\\ge ", 0x2260: "\\neq ", 0x00A0: " ", 0x2009: " ", 0x202F: " ", 0x3000: " "}
-_UNICODE.update({c: chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)})  # full-width ASCII (Chinese output)
-_SUBS = [(re.compile(p), r) for p, r in [
-    (r",\\!\s*", ","), (r"\{\s*,\s*\}", ","),  # MATH's thousands separators: `11,\!111`, `14{,}916`
-    (r"\\\$", ""), (r"\$", ""), (r"\\[()\[\]]", ""), (r"\\%", "%"),
-    (r"\\(?:left|right)\.", ""), (r"\\(?:left|right|[bB]igg?[lr]?)(?![A-Za-z])", ""),
-    (r"\\(?:displaystyle|textstyle|!)", ""), (r"(?<!\\)\\[,;:> ]|~|\\q?quad", " "),
-    (r"\\[dtc]frac(?![A-Za-z])", r"\\frac"),
-    (r"\\(?:text|textbf|textit|textnormal|textrm|mathrm|mathbf|mathit|mbox|operatorname)\s*\{([^{}]*)\}",
-     r" \1 "),
-    (r"\^\s*\{?\s*\\circ\s*\}?|\\circ(?![A-Za-z])|\\degree(?![A-Za-z])", ""),
-    (r"\\frac\s*([0-9A-Za-z])", r"\\frac{\1}"), (r"(\\frac\{[^{}]*\})\s*([0-9A-Za-z])", r"\1{\2}"),
-    (r"\\sqrt\s*([0-9A-Za-z])", r"\\sqrt{\1}"), (r"([\^_])\{([0-9A-Za-z])\}", r"\1\2"),
-    (r"\\(?:leq|leqslant)(?![A-Za-z])|<=", r"\\le"), (r"\\(?:geq|geqslant)(?![A-Za-z])|>=", r"\\ge"),
-    (r"\\ne(?![A-Za-z])|!=", r"\\neq"), (r"\\lt(?![A-Za-z])", "<"), (r"\\gt(?![A-Za-z])", ">"),
-    (r"\+\s*\\infty", r"\\infty"),
-    (r"\\(?:dots|cdots)(?![A-Za-z])", r"\\ldots"), (r"\\varnothing(?![A-Za-z])", r"\\emptyset"),
-    # spaces: one at most, and only between two word characters or after a comma (`4, 500` stays a list)
-    (r"\s+", " "), (r"(?<![0-9A-Za-z,]) | (?![0-9A-Za-z])", ""), (r"(\\[A-Za-z]+) (?=[0-9])", r"\1"),
-]]
-_BAD_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\xad\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffc]")
-
-
-@lru_cache(maxsize=65_536)
-def canon(s: str) -> str | None:
-    """Canonical text of a short answer; None for text no honest answer contains (NUL, zero-width chars)."""
-    if PLAIN_NUMBER.fullmatch(s):
-        return s  # most answers: nothing to rewrite
-    if len(s) > MAX_ANSWER_CHARS or _BAD_CHARS.search(s):
-        return None
-    m = re.fullmatch(r"[\s$]*\\text\s*\{\s*([0-9.,]+)\s*\}[\s$]*", s)
-    if m:
-        return f"\\text{{{m.group(1)}}}"  # digits in text mode are a word, not a number (Math-Verify issue 37)
-    if s.startswith("\\boxed{") and s.count("{") > s.count("}"):
-        s = s[len("\\boxed{"):]  # an unclosed box around a whole answer
-    s = s.translate(_UNICODE)
-    for _ in range(3):  # \text inside \text, \frac43 inside \text, ...
-        before = s
-        for pat, rep in _SUBS:
-            s = pat.sub(rep, s)
-        if s == before or "\\" not in s:
-            break
-    s = s.strip().rstrip(".").strip()
-    if s.startswith("\\boxed{") and s.endswith("}"):
-        s = s[len("\\boxed{"):-1]
-    m = re.fullmatch(r"\(([A-Za-z])\)", s)  # multiple choice `(C)` -> `C`
-    return m.group(1) if m else s
 
 
 _LABEL_EQ = re.compile(r"^((?:[A-Za-z](?:_\{?[0-9A-Za-z]+\}?)?|\\[A-Za-z]+)(?:\([A-Za-z]\))?)(?:=|\\approx)(?!=)")
@@ -123,6 +69,29 @@ def _number(c: str, other_is_decimal: bool) -> tuple | None:
         if m and not re.fullmatch(r"[+-]?[1-9][0-9]{0,2}(?:,[0-9]{3})+", c):  # a comma that cannot be thousands
             v = value(f"{m.group(1)}.{m.group(2)}")
     return v
+
+
+def _plain_verdict(p: str, g: str, *, labels: bool = False) -> tuple[bool | None, tuple | None]:
+    """The steps `equal` and `_Judge.scalar` share, cheapest first: the same canonical text, the same word
+    (case-insensitive: `Yes`, `\\text{Evelyn}`), then exact numbers. Returns (the verdict, or None when these
+    steps cannot decide; the gold's exact value, or None). An exact gold is decided here against an exact
+    prediction, and a decimal gold (`gv[1]`) against anything; a symbolic prediction for an exact gold is left
+    to the caller (`\\cos\\frac{\\pi}{3}` for 1/2). With `labels`, `x = 2` does not answer `y = 2`."""
+    if p == g:
+        return True, None
+    if re.fullmatch(r"[A-Za-z ]+", p) and re.fullmatch(r"[A-Za-z ]+", g):
+        return p.lower() == g.lower(), None
+    gv = _number(g, "." in p)
+    if gv is None:
+        return None, None
+    if labels:
+        pl, gl = _label(p)[0], _label(g)[0]
+        if pl and gl and pl != gl:
+            return False, gv
+    pv = _number(p, "." in g)
+    if pv is not None:
+        return num_eq(pv, gv), gv
+    return (False, gv) if gv[1] else (None, gv)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -204,15 +173,9 @@ class _Judge:
 
     def scalar(self, p: str, g: str) -> bool:
         p, g = p.strip(), g.strip()
-        if p == g:
-            return True
-        if re.fullmatch(r"[A-Za-z ]+", p) and re.fullmatch(r"[A-Za-z ]+", g):
-            return p.lower() == g.lower()  # text answers: `Yes`, `\text{Evelyn}`
-        gv = _number(g, "." in p)
-        if gv is not None:  # an exact gold: decided here, exactly (as in `equal`), never by the child
-            pv = _number(p, "." in g)
-            if pv is not None or gv[1]:
-                return pv is not None and num_eq(pv, gv)
+        verdict, gv = _plain_verdict(p, g)
+        if verdict is not None:
+            return verdict
         self.comparisons += 1
         if self.comparisons > MAX_COMPARISONS:
             return False
@@ -256,19 +219,10 @@ def equal(pred: str, gold: str, *, timeout_s: float = SYMBOLIC_TIMEOUT_S, wait_f
     gc, pc = canon(gold), canon(pred)
     if gc is None or pc is None or not pc:
         return False
-    if pc == gc:
-        return True
-    if re.fullmatch(r"[A-Za-z ]+", pc) and re.fullmatch(r"[A-Za-z ]+", gc):
-        return pc.lower() == gc.lower()
-    gv = _number(gc, "." in pc)
-    if gv is not None:
-        # a numeric gold is decided here, exactly, and never goes to the child
-        (pl, pcore), gl = _label(pc), _label(gc)[0]
-        if pl and gl and pl != gl:
-            return False  # `x = 2` does not answer `y = 2`
-        pv = _number(pc, "." in gc)
-        if pv is not None:
-            return num_eq(pv, gv)
-        return not gv[1] and same_value(pcore, _label(gc)[1]) is True  # `\cos\frac{\pi}{3}` for 1/2
+    verdict, gv = _plain_verdict(pc, gc, labels=True)
+    if verdict is not None:
+        return verdict
+    if gv is not None:  # a numeric gold is decided here, exactly, and never goes to the child
+        return same_value(_label(pc)[1], _label(gc)[1]) is True  # `\cos\frac{\pi}{3}` for 1/2
     judge = _Judge(timeout_s, wait_for_worker)
     return shapes.compare(shapes.parse(pc), shapes.parse(gc), judge.scalar, judge.relation)

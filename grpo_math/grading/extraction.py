@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import re
 
-from grpo_math.grading.equivalence import MAX_ANSWER_CHARS, canon
-from grpo_math.grading._exact import value
+from grpo_math.grading._canonical import canon
+from grpo_math.grading._exact import MAX_ANSWER_CHARS, value
 
 HEDGE = "<hedge>"  # final_box's marker for two different boxed answers
 
