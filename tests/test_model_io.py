@@ -1,4 +1,4 @@
-"""model_io.py: loading models, adapters and tokenizers, and the one-line errors when that cannot work."""
+"""loading.py: loading models, adapters and tokenizers, and the one-line errors when that cannot work."""
 
 from __future__ import annotations
 

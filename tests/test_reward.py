@@ -1,4 +1,4 @@
-"""Tests for reward.py, equivalence.py and grader_worker.py: extraction, equivalence, rewards, loading, bounds.
+"""Tests for reward.py, equivalence.py and worker.py: extraction, equivalence, rewards, loading, bounds.
 
     pytest tests/test_reward.py          # ~5 s; starts one math-verify child
 

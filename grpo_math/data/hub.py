@@ -1,6 +1,6 @@
 """Where a model or dataset comes from: a local path or a Hugging Face Hub id, and whether the Hub answers.
 
-Shared by the data loaders (`data.py`), model loading (`model_io.py`), `main.py` and `eval.py`, so that "is this
+Shared by the data loaders (`sources.py`), model loading (`loading.py`), `main.py` and `eval.py`, so that "is this
 a local path" has one rule everywhere. Left out on purpose: any download logic (transformers and datasets do it).
 """
 

@@ -14,7 +14,7 @@ LANGS: tuple[str, ...] = ("en", "zh")
 
 
 class DatasetError(ValueError):
-    """A dataset that cannot be built as asked: here an unknown template or language, in data.py a source, a
+    """A dataset that cannot be built as asked: here an unknown template or language, in sources.py a source, a
     split or a file. The message names it and says what would work."""
 
 

@@ -1,4 +1,4 @@
-"""Exact symbolic equality in pure Python: expressions evaluated in polynomials.py's ring, bounded work.
+"""Exact symbolic equality in pure Python: expressions evaluated in _polynomials.py's ring, bounded work.
 
     same_value(r"\\frac{\\sqrt3}{2}", r"\\frac12\\sqrt{3}")   # True
     same_value("(x+1)^2", "x^2+2x+1")                   # True
@@ -6,7 +6,7 @@
     same_value(r"\\sqrt2 + 10^{-99}", r"\\sqrt2")         # False, exactly
     same_value(r"2\\sin x\\cos x", r"\\sin 2x")         # None: not decided here (math-verify's child decides)
 
-equivalence.py's symbolic step, before any child process. A canonical LaTeX answer is parsed (expr_tree.py)
+equivalence.py's symbolic step, before any child process. A canonical LaTeX answer is parsed (_expr_tree.py)
 and evaluated exactly: sums of monomials with `Fraction` coefficients in variables (any rational exponent),
 radicals of primes (`\\sqrt{12}` is 2*2^(1/2), `\\sqrt[3]{16}` is 2*2^(1/3), i is (-1)^(1/2)), pi, e, and opaque
 atoms (sin u, cos u, ln of a sum, a radical of a sum, a symbolic power) named by their argument's canonical
@@ -19,7 +19,7 @@ nothing opaque is involved (distinct monomials in radicals of primes, variables 
 linearly independent over Q); otherwise a float check at fixed points can only prove them unequal, and a
 difference it cannot see (`\\sin x + 10^{-20}` against `\\sin x`) is left undecided (None). Deterministic by
 construction: no clock, no randomness, no float in a True verdict; the work is counted and capped
-(polynomials.py's limits, integer exponents up to 10,000 for one term and 100 for a sum, radicands up to 10^9).
+(_polynomials.py's limits, integer exponents up to 10,000 for one term and 100 for a sum, radicands up to 10^9).
 Left out on purpose: angle-sum and double-angle identities, identities of logs of sums, denesting radicals,
 factorising (all left to math-verify), sums, integrals, limits.
 

@@ -3,7 +3,7 @@
     parse(r"\\frac{x+1}{2}")         # ('div', ('add', [('var', 'x'), ('num', Fraction(1, 1))]), ('num', ...))
     clearly_different(parse("x^2"), parse("x^3"))   # True: they differ at a fixed point
 
-Used by algebra.py, which evaluates trees exactly; the float evaluation here only ever proves two trees
+Used by _algebra.py, which evaluates trees exactly; the float evaluation here only ever proves two trees
 different (at fixed points, never random). The grammar: numbers, single-letter and Greek variables with
 subscripts, + - * / ^ !, implicit multiplication (`2x`, `\\frac12\\sqrt3`), `\\frac`, `\\sqrt[n]`, |..|, pi, e, i,
 sin..tanh, ln, log and log_b, exp. Left out on purpose: `\\infty`, sums, integrals, limits, unknown macros,

@@ -1,4 +1,4 @@
-"""Exact polynomial arithmetic over Q with radicals of primes: the ring algebra.py evaluates answers in.
+"""Exact polynomial arithmetic over Q with radicals of primes: the ring _algebra.py evaluates answers in.
 
     ring = Ring(); ring.mul({(("x", Fraction(1)),): Fraction(1)}, ONE)   # x * 1
 
@@ -7,7 +7,7 @@ nonzero Fraction. Names: variables (`x`, `a_1`, `\\pi`, `e`), `#p` for a prime p
 sqrt 2; exponents of `#p` stay in [0, 1), the rest is pulled into the coefficient, so sqrt2 * sqrt2 is 2;
 `#-1` with exponent 1/2 is i), and `@...` opaque atoms named by their argument's canonical key. Every product
 is counted: past WORK_LIMIT term multiplications, MAX_TERMS terms or MAX_BITS bits in a coefficient the
-operation raises Undecided. Left out on purpose: division of polynomials (algebra.py keeps quotients as
+operation raises Undecided. Left out on purpose: division of polynomials (_algebra.py keeps quotients as
 numerator/denominator pairs), factorisation, radicals of anything but rationals.
 """
 from __future__ import annotations

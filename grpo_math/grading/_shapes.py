@@ -12,7 +12,7 @@ equivalence.py parses both canonical answers into shapes and compares them item 
 - a label is dropped (`(p,q)=(3,2)`, `m:n=3:5`, `|PQ|=2`, `AB=4`, `x_{1}=...`, `f(x)=1`), except that two
   different single-letter labels (`x=2` against `y=2`) are different answers;
 - `x \\in I` is I; an interval answers a gold `a < x < b` or `x \\ge a` (not the other way round: a gold in
-  interval notation wants one); one relation compares with another by algebra.py (`x \\ge 3` is `3 \\le x`,
+  interval notation wants one); one relation compares with another by _algebra.py (`x \\ge 3` is `3 \\le x`,
   `2x+4y=3` is `y=-x/2+3/4`); `\\pm` is its two values;
 - matrices (`pmatrix`, `bmatrix`, `array`) compare entry by entry; a sum or product of numeric matrices is
   evaluated first.

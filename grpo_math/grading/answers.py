@@ -3,15 +3,15 @@
     extract_answer("<think>..</think><answer>\\boxed{72}</answer>")   # '72'
     grade(completion, gold="#### 72")                                   # prediction, correct, format_ok, ...
 
-Used by `rewards.py` (every reward function), `scoring.py` (eval.py's records) and `data.py` (`last_boxed`,
-`normalize_gold` for gold answers); `equivalence.py` decides whether two answers are equal, `grader_worker.py`
+Used by `rewards.py` (every reward function), `scoring.py` (eval.py's records) and `sources.py` (`last_boxed`,
+`normalize_gold` for gold answers); `equivalence.py` decides whether two answers are equal, `worker.py`
 runs math-verify in a killable child for the few symbolic cases.
 
 Extraction (`extract_answer`). Text inside `<think>` never counts: the answer is looked for after the last
 `</think>`; an unclosed `<think>` means no answer (a prompt ending in `<think>`, as `r1_zero` does, counts as
 the opening tag). In that final part: the last `<answer>...</answer>`, else the boxes (`\\boxed{}`/`\\fbox{}`,
 brace-matched), else the last anchored phrase (`#### N`, `The answer is N`, `Answer: N`, `答案是 N`, the
-Minerva `Final Answer: The final answer is N. I hope it is correct.`); final_answer.py has the rules. Two
+Minerva `Final Answer: The final answer is N. I hope it is correct.`); extraction.py has the rules. Two
 different boxed values in one final part are a hedge and give no answer, unless only connectives stand
 between them (`\\boxed{2} and \\boxed{3}`): then they are one list answer, which never matches a single gold,
 so "box every candidate" never pays. `lenient=True` (eval only, reported apart) also falls back to the last
@@ -20,7 +20,7 @@ joined as one list, a few words between them allowed), else a long solution's an
 
 The time bound: every step here is a linear scan of a completion capped at MAX_COMPLETION_CHARS; equivalence
 is pure Python with counted work, except math-verify, which runs in a child process that counts its own work
-under the parent's clock (see equivalence.py and grader_worker.py), so the bound holds on any thread and the
+under the parent's clock (see equivalence.py and worker.py), so the bound holds on any thread and the
 verdict does not depend on load. Measured with bench/grader.py on a shared, busy 2-core box (load ~4): 34,000-
 56,000 simple or GSM8K completions/s, 60-110x TRL's `accuracy_reward` (the ratio moves with the box's load; the
 CPU time per completion is what it was before issue 11), 13,000-17,000/s and ~130x on MATH-500 completions

@@ -4,24 +4,24 @@ Used through answers.answers_match (which first normalises the gold); run reward
 tests/test_reward.py and tests/test_grader_cases.py to exercise it. Steps, cheapest first:
 1. canonical LaTeX text equal (`\\dfrac`->`\\frac`, `\\frac43`, `\\sqrt2`, `\\left`, `\\text{}`, `$`, spaces, `>=`
    -> `\\ge`, `14{,}916` and `11,\\!111` -> `14,916`); plain-word answers compare case-insensitively;
-2. exact rationals (exact.py): `1,080`, `1 080`, `$`, `%`, `72.0`, `\\frac{-3}{4}`, `2^{10}`, `5!`, units, with a
+2. exact rationals (_exact.py): `1,080`, `1 080`, `$`, `%`, `72.0`, `\\frac{-3}{4}`, `2^{10}`, `5!`, units, with a
    label dropped (`x = 5`, `k=1`) and a decimal comma read as a point against a decimal gold (`1,22`). A numeric
-   gold is decided here, exactly (algebra.py may show `\\cos\\frac{\\pi}{3}` is 1/2), and never reaches the child;
-3. shapes (shapes.py): lists, tuples, intervals, sets, matrices, labels, relations, compared item by item;
-4. each pair of single expressions: exact value, then algebra.py's exact polynomial arithmetic (radicals, pi, e,
+   gold is decided here, exactly (_algebra.py may show `\\cos\\frac{\\pi}{3}` is 1/2), and never reaches the child;
+3. shapes (_shapes.py): lists, tuples, intervals, sets, matrices, labels, relations, compared item by item;
+4. each pair of single expressions: exact value, then _algebra.py's exact polynomial arithmetic (radicals, pi, e,
    rational functions, sin/cos/tan, logs, relations up to a factor), then, only for what that leaves undecided
    and passes a screen (no power towers, exponents under 100, factorials up to 20, no `\\sum`/`\\int`, no words,
    no base-n numerals, no decimal against a symbolic gold, no relation the gold does not have), math-verify in
-   a child (grader_worker.py): double-angle and other identities algebra.py does not know.
+   a child (worker.py): double-angle and other identities _algebra.py does not know.
 
-Deterministic verdicts. Steps 1-3 and algebra.py are pure Python with counted work (one polynomials.Ring budget
+Deterministic verdicts. Steps 1-3 and _algebra.py are pure Python with counted work (one polynomials.Ring budget
 and at most MAX_COMPARISONS algebra comparisons per answer): the same inputs give the same verdict on any
 thread under any load. The child counts its own work too (grader_worker.CALL_BUDGET Python calls per request,
 ~0.15 s of CPU) and says "not equal" when it runs out, so its verdict does not depend on the clock either. The
 parent's deadline (SYMBOLIC_TIMEOUT_S, one for the whole comparison, shared by at most MAX_CHILD_CALLS
 requests) stays only as a safety net. What can still reach it, and so depend on load: a child request that
 fits the budget but not the deadline (more than ~3 busy processes per core stretch 0.15 s of CPU past 0.5 s;
-only identities algebra.py leaves to the child get there), one sympy call that works long inside C (counted as
+only identities _algebra.py leaves to the child get there), one sympy call that works long inside C (counted as
 not equal either way), a caller that waits while another thread's request holds the one shared child, and the
 first requests after a kill when the spare child is not warm yet. A cut is always "not equal", never "equal",
 so no load credits a wrong answer; the ordinary cases (tests/test_grader_cases.py, the peer set) never reach it.

@@ -1,6 +1,6 @@
 """The symbolic half of answer checking: math-verify in a child process that counts its own work.
 
-equivalence.py and algebra.py decide numbers, fractions, lists, polynomials, radicals and relations
+equivalence.py and _algebra.py decide numbers, fractions, lists, polynomials, radicals and relations
 themselves, in pure Python that never builds a sympy object. What is left (`\\tan^2 y + 1` against `\\sec^2 y`)
 comes here. sympy can run for ever on a hostile expression, including inside `str()` of a parsed object
 (Math-Verify issue 65), and `signal.alarm` timeouts work only on the main thread, while TRL may call rewards
@@ -13,13 +13,13 @@ from a worker thread. So the work runs in a separate interpreter that bounds it:
    and a warm spare child takes its place at once while a new spare starts in the background.
 Only 3 depends on load, and only for work the budget allows but a very busy machine cannot finish in time.
 
-The child is a plain `python grader_worker.py` speaking JSON lines on stdin/stdout, started with
+The child is a plain `python worker.py` speaking JSON lines on stdin/stdout, started with
 `subprocess`, not `multiprocessing`: spawn-mode multiprocessing would re-import the caller's `__main__`
 (main.py, hence torch) in the child. Measured on the shared 2-core dev box at load ~4: a cold start
 (interpreter + math_verify + sympy imports + the warm-up comparisons) takes 1.2-1.7 s; a round trip on a warm
-child 30-200 ms (counting calls roughly doubles sympy's time; only what algebra.py leaves undecided comes here).
+child 30-200 ms (counting calls roughly doubles sympy's time; only what _algebra.py leaves undecided comes here).
 
-Run `python grader_worker.py` only as the child (it reads requests from stdin). Left out on purpose: a pool
+Run `python worker.py` only as the child (it reads requests from stdin). Left out on purpose: a pool
 of several busy children (symbolic cases are rare; one child serialised by a lock, plus one idle spare, is
 enough) and Windows-specific process handling beyond what `subprocess` does portably (no SIGPROF there: the
 call budget and the parent's clock remain).
@@ -131,7 +131,7 @@ class SymbolicWorker:
             self._kill()
             if self._failed_starts == 3:
                 logger.warning("math-verify child failed to start 3 times; symbolic answers now count "
-                               "as not equal (install math-verify, check `python grader_worker.py`)")
+                               "as not equal (install math-verify, check `python worker.py`)")
             return False
         if ready and self._spare is None:
             self._spare = _Child(self._command)  # warms up in the background, idle until needed

@@ -1,7 +1,7 @@
 """Loading models and tokenizers, with errors a user can act on: shared by train.py, eval.py and inference.py.
 
 A model reference is a hub id (`Qwen/Qwen2.5-0.5B-Instruct`), a full model directory, a `.gguf` file (read
-through its converted copy, see gguf_models.py), or a LoRA adapter directory (`ckpts/run/final`,
+through its converted copy, see gguf_files.py), or a LoRA adapter directory (`ckpts/run/final`,
 `ckpts/run/checkpoint-100`). For an adapter the base model is, in order:
 `--base_model`, the adapter's `base_model_name_or_path` if it still resolves, the run's `run_config.json`
 `model_id`, or the run's own `base_model/` folder (the demo keeps its tiny base there).

@@ -5,7 +5,7 @@
 
 GRPO can only reinforce what a model already does now and then: a random model never writes a right answer,
 so it never earns a reward to learn from. `python main.py --demo` therefore starts from the offline tiny model
-(tiny_model.py) after two supervised stages on one-digit arithmetic (`arithmetic:1`), on its train split only:
+(tiny.py) after two supervised stages on one-digit arithmetic (`arithmetic:1`), on its train split only:
 
 1. worked solutions, `<think>7 + 5 = 12</think><answer>\\boxed{12}</answer>`, until it gets 90% of a validation
    slice right (problems held out of the train split, never the test split the demo evaluates on);
