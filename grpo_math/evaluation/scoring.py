@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from grpo_math.models import rollout
-from grpo_math.grading.answers import answers_match, grade
+from grpo_math.grading.answers import answers_match, grade, normalize_gold
 from grpo_math.config import DEFAULT_MAX_COMPLETION_LENGTH, DEFAULT_REWARDS
 from grpo_math.data.sources import encode_prompts  # also scoring's API (inference.py, tests)
 from grpo_math.rewards import REWARD_FUNCS, weighted_sum
@@ -138,11 +138,17 @@ def score_completions(rows: Sequence[dict], texts: Sequence[str], completion_ids
     prompts = [r["prompt"] for r in rows]
     completions = [t if isinstance(p, str) else [{"role": "assistant", "content": t}] for p, t in zip(prompts, texts)]
     columns = {k: [r[k] for r in rows] for k in rows[0] if k != "prompt"} if rows else {}
-    per_func = {fn.__name__: list(fn(prompts=prompts, completions=completions, completion_ids=list(completion_ids),
-                                     **columns)) for fn in reward_funcs}
+    grades = [grade(text, row["answer"], row["prompt"], lenient=True) for row, text in zip(rows, texts)]
+    # each completion is graded once: the accuracy and format rewards are read off its grade (the same rules;
+    # `__wrapped__`: the in-run eval's guarded copies), every other reward is called as TRL calls it
+    from_grade = {REWARD_FUNCS["accuracy"]: lambda: [None if normalize_gold(r["answer"]) is None else
+                                                     float(g["correct"]) for r, g in zip(rows, grades)],
+                  REWARD_FUNCS["format"]: lambda: [g["format_score"] for g in grades]}
+    per_func = {fn.__name__: from_grade[getattr(fn, "__wrapped__", fn)]() if getattr(fn, "__wrapped__", fn) in from_grade
+                else list(fn(prompts=prompts, completions=completions, completion_ids=list(completion_ids), **columns))
+                for fn in reward_funcs}
     out = []
-    for i, (row, text) in enumerate(zip(rows, texts)):
-        g = grade(text, row["answer"], row["prompt"], lenient=True)
+    for i, g in enumerate(grades):
         parts = {name: values[i] for name, values in per_func.items()}
         out.append({**g, "reward": weighted_sum(list(parts.values()), weights), "rewards": parts})
     return out
