@@ -115,14 +115,14 @@ def _check_flags(a: argparse.Namespace) -> None:
             raise EvalError("--use_vllm: vllm is not installed here; pip install vllm, or drop --use_vllm")
 
 
-def _run_of(a: argparse.Namespace) -> tuple[Path | None, dict]:
+def _run_of(a: argparse.Namespace, local: bool) -> tuple[Path | None, dict]:
     """The run directory and its run_config.json: --run_dir, else the run --model_dir sits in."""
     if a.run_dir:
         run_cfg = read_run_config(a.run_dir)
         if run_cfg is None:
             raise EvalError(f"--run_dir {a.run_dir}: no readable run_config.json")
         return Path(a.run_dir), run_cfg
-    found = find_run(a.model_dir) if is_local_path(a.model_dir) else None
+    found = find_run(a.model_dir) if local else None
     return found if found else (None, {})
 
 
@@ -151,8 +151,8 @@ def _fingerprint(model_dir: str) -> str | None:
     return ";".join(f"{f.name}:{f.stat().st_size}:{int(f.stat().st_mtime)}" for f in files) or None
 
 
-def _default_output(model_dir: str, run_dir: Path | None, run_args: dict) -> Path:
-    name = Path(model_dir).expanduser().resolve().name if is_local_path(model_dir) else model_dir.replace("/", "--")
+def _default_output(model_dir: str, local: bool, run_dir: Path | None, run_args: dict) -> Path:
+    name = Path(model_dir).expanduser().resolve().name if local else model_dir.replace("/", "--")
     if run_dir is None:
         return Path("results") / f"{name}.json"
     if model_dir == run_args.get("model_id"):
@@ -166,20 +166,21 @@ def resolve_config(a: argparse.Namespace) -> tuple[EvalSettings, list]:
     if not a.model_dir:
         raise EvalError("--model_dir is required (a final/ or checkpoint-N/ directory, a model directory or a hub id)")
     _check_flags(a)
-    local = is_local_path(a.model_dir)
+    local = is_local_path(a.model_dir)  # asked once; passed along
     if local and not Path(a.model_dir).expanduser().exists():
         raise EvalError(f"--model_dir {a.model_dir}: no such directory")
-    run_dir, run_cfg = _run_of(a)
+    run_dir, run_cfg = _run_of(a, local)
     run_args = run_cfg.get("args", {}) if isinstance(run_cfg.get("args"), dict) else {}
     run = RunConfig.from_record(run_args)  # the run's settings; today's defaults where it has none
 
-    from grpo_math.data.sources import default_eval_split
+    from grpo_math.data.sources import DatasetId, default_eval_split
     from grpo_math.runtime.devices import dtype_name, resolve_placement
     from grpo_math.models.loading import is_adapter_dir, resolve_base_model
     from grpo_math.runs.provenance import git_commit, package_versions  # provenance as run_config.json records it
     from grpo_math.rewards import load_reward_funcs
 
-    dataset_id = a.dataset_id or run.dataset_id
+    dataset = DatasetId.of(a.dataset_id or run.dataset_id)  # classified once: built-in, local or hub
+    dataset_id = dataset.text
     reward_funcs = a.reward_funcs or run.reward_funcs
     # the run's weights belong to the run's rewards: other rewards on the command line start from 1.0 each
     reward_weights = a.reward_weights if a.reward_weights is not None else (
@@ -197,7 +198,7 @@ def resolve_config(a: argparse.Namespace) -> tuple[EvalSettings, list]:
         "run_dir": str(run_dir) if run_dir else None,
         "step": _step(a.model_dir, run_cfg),
         "dataset_id": dataset_id,
-        "split": a.split or default_eval_split(dataset_id),
+        "split": a.split or default_eval_split(dataset),
         "limit": a.limit,
         "prompt_template": a.prompt_template or run.prompt_template,
         "prompt_lang": a.prompt_lang or run.prompt_lang,
@@ -214,7 +215,7 @@ def resolve_config(a: argparse.Namespace) -> tuple[EvalSettings, list]:
         "device": placement.device,
         "dtype": dtype_name(placement.dtype),
         "use_vllm": a.use_vllm,
-        "output_file": str(Path(a.output_file) if a.output_file else _default_output(a.model_dir, run_dir, run_args)),
+        "output_file": str(Path(a.output_file) if a.output_file else _default_output(a.model_dir, local, run_dir, run_args)),
         "versions": package_versions(),
         "git_commit": git_commit(),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),

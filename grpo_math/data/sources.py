@@ -23,6 +23,7 @@ import io
 import json
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -59,25 +60,59 @@ def _split_files(directory: Path) -> dict[str, list[Path]]:
     return splits
 
 
-def is_offline_source(dataset_id: str) -> bool:
+@dataclass(frozen=True)
+class DatasetId:
+    """A `--dataset_id`, classified once: the built-in task at a level, a local file or directory, or a hub id.
+
+    >>> DatasetId.of("arithmetic:1").kind, DatasetId.of("../shared/data/gsm8k").kind, DatasetId.of("openai/gsm8k").kind
+    ('builtin', 'local', 'hub')
+
+    Every function here takes the id as text or as this value, and classifies text once on entry; callers that
+    check and then load (checks.py, eval.py) make it once and pass it along.
+    """
+
+    text: str
+    kind: str  # "builtin", "local" or "hub"
+    level: int | None = None  # the built-in task's level
+
+    @classmethod
+    def of(cls, dataset_id: str | DatasetId) -> DatasetId:
+        if isinstance(dataset_id, DatasetId):
+            return dataset_id
+        level = parse_level(dataset_id)
+        if level is not None:
+            return cls(dataset_id, "builtin", level)
+        return cls(dataset_id, "local" if hub.is_local_path(dataset_id) else "hub")
+
+    @property
+    def offline(self) -> bool:
+        """Local files and directories and the built-in task: loading them needs no network."""
+        return self.kind != "hub"
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def is_offline_source(dataset_id: str | DatasetId) -> bool:
     """True for local files and directories and the built-in task: loading them needs no network."""
-    return is_builtin(dataset_id) or hub.is_local_path(dataset_id)
+    return DatasetId.of(dataset_id).offline
 
 
-def is_builtin(dataset_id: str) -> bool:
+def is_builtin(dataset_id: str | DatasetId) -> bool:
     """True for the built-in task: `arithmetic` or `arithmetic:N` (see arithmetic.py)."""
-    return parse_level(dataset_id) is not None
+    return DatasetId.of(dataset_id).kind == "builtin"
 
 
-def check_dataset_id(dataset_id: str) -> None:
+def check_dataset_id(dataset_id: str | DatasetId) -> None:
     """Cheap validation before anything heavy loads; hub-looking ids ("org/name") pass unchecked."""
-    level = parse_level(dataset_id)
+    ds = DatasetId.of(dataset_id)
+    dataset_id, level = ds.text, ds.level
     if level is not None:
         if level not in LEVELS:
             raise DatasetError(f"dataset {dataset_id!r}: no such level of the built-in task; use "
                                + ", ".join(f"arithmetic:{n}" for n in LEVELS))
         return
-    if not hub.is_local_path(dataset_id):
+    if ds.kind == "hub":
         return
     p = Path(dataset_id).expanduser()
     if not p.exists():
@@ -254,7 +289,7 @@ def _to_contract(rows: Iterable[dict], columns: Sequence[str], name: str, max_sa
     return datasets.Dataset.from_dict(out)
 
 
-def load_math_dataset(dataset_id: str, split: str = "train", *, max_samples: int | None = None,
+def load_math_dataset(dataset_id: str | DatasetId, split: str = "train", *, max_samples: int | None = None,
                       prompt_template: str = "think", prompt_lang: str = "en",
                       system_prompt: str | None = None, seed: int = 0) -> datasets.Dataset:
     """Load `split` of a hub id, local file/directory or "arithmetic" as prompt/answer/solution/question rows.
@@ -264,12 +299,14 @@ def load_math_dataset(dataset_id: str, split: str = "train", *, max_samples: int
     check_template(prompt_template, prompt_lang)
     if max_samples is not None and max_samples < 1:
         raise DatasetError(f"max_samples must be at least 1, got {max_samples}")
-    check_dataset_id(dataset_id)
-    if is_builtin(dataset_id):
+    ds = DatasetId.of(dataset_id)
+    dataset_id = ds.text
+    check_dataset_id(ds)
+    if ds.kind == "builtin":
         wanted = _wanted_splits(split, ARITHMETIC_SIZES, dataset_id)
-        rows = _slice({s: arithmetic_split(s, seed, parse_level(dataset_id)) for s in wanted}, split)
+        rows = _slice({s: arithmetic_split(s, seed, ds.level) for s in wanted}, split)
         columns: Sequence[str] = ("question", "answer", "solution")
-    elif hub.is_local_path(dataset_id):
+    elif ds.kind == "local":
         rows = _local_rows(dataset_id, split)
         columns = list(dict.fromkeys(k for r in rows for k in r))  # union: JSON lines need not agree on keys
     else:
@@ -286,11 +323,13 @@ def load_math_dataset(dataset_id: str, split: str = "train", *, max_samples: int
     return ds
 
 
-def default_eval_split(dataset_id: str) -> str:
+def default_eval_split(dataset_id: str | DatasetId) -> str:
     """"test" where the source has one, else "train" (or a directory's only split); unknown hub ids get "test"."""
-    if is_builtin(dataset_id):
+    ds = DatasetId.of(dataset_id)
+    dataset_id = ds.text
+    if ds.kind == "builtin":
         return "test"
-    if hub.is_local_path(dataset_id):
+    if ds.kind == "local":
         p = Path(dataset_id).expanduser()
         splits = list(_split_files(p)) if p.is_dir() else ["train"]
         return next((s for s in ("test", "train") if s in splits), splits[0] if splits else "train")

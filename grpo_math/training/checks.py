@@ -99,14 +99,15 @@ def _check_report_to(report_to: list[str]) -> None:
 
 
 def _check_paths(v: dict[str, Any]) -> None:
-    from grpo_math.data.sources import check_dataset_id, is_offline_source, load_math_dataset
+    from grpo_math.data.sources import DatasetId, check_dataset_id, load_math_dataset
 
     model_id = v["model_id"]
     if model_id and hub.is_local_path(model_id) and not Path(model_id).expanduser().exists():
         raise UsageError(f"--model_id {model_id}: no such directory or file (a hub id looks like Org/Name)")
-    check_dataset_id(v["dataset_id"])
-    if is_offline_source(v["dataset_id"]):  # columns and split of a local file are cheap to check now
-        load_math_dataset(v["dataset_id"], v["split"], max_samples=1, prompt_template=v["prompt_template"],
+    dataset = DatasetId.of(v["dataset_id"])  # classified once: built-in, local or hub
+    check_dataset_id(dataset)
+    if dataset.offline:  # columns and split of a local file are cheap to check now
+        load_math_dataset(dataset, v["split"], max_samples=1, prompt_template=v["prompt_template"],
                           prompt_lang=v["prompt_lang"], system_prompt=v["system_prompt"], seed=v["seed"])
     resume = v["resume_from_checkpoint"]
     if resume and resume != "latest" and not Path(resume).is_dir():
