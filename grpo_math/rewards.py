@@ -126,8 +126,9 @@ def accuracy_reward(completions: list, answer: Any = None, prompts: Any = None, 
     golds = _golds(answer, kwargs, len(completions), "accuracy")
     ps = _per_item(prompts, len(completions), "prompts")
     preds = [extract_answer(c, prompt=p) for c, p in zip(completions, ps)]
-    out: list[float | None] = [None if normalize_gold(g) is None else float(answers_match(x, g))
-                               for x, g in zip(preds, golds)]
+    normal = [normalize_gold(g) for g in golds]  # once per gold; the dataset's golds were normalised at load
+    out: list[float | None] = [None if g is None else float(answers_match(x, g, normalized=True))
+                               for x, g in zip(preds, normal)]
     log_extra = kwargs.get("log_extra")
     if callable(log_extra):  # TRL's completions table gets what the grader read
         log_extra("prediction", ["" if x is None else x for x in preds])
@@ -142,11 +143,11 @@ def r1_zero_reward(completions: list, answer: Any = None, prompts: Any = None, c
     golds = _golds(answer, kwargs, len(completions), "r1_zero")
     ps = _per_item(prompts, len(completions), "prompts")
     out: list[float | None] = []
-    for c, g, p in zip(completions, golds, ps):
-        if normalize_gold(g) is None:
+    for c, g, p in zip(completions, map(normalize_gold, golds), ps):  # each gold normalised once
+        if g is None:
             out.append(None)
             continue
-        out.append(float(format_ok(c, p) and answers_match(extract_answer(c, prompt=p), g)))
+        out.append(float(format_ok(c, p) and answers_match(extract_answer(c, prompt=p), g, normalized=True)))
     return out
 
 

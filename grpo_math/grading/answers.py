@@ -189,7 +189,7 @@ def extract_answer(text: str, *, lenient: bool = False, prompt: str | None = Non
 # ----------------------------------------------------------------------------------------------------------
 # Equivalence and grading
 # ----------------------------------------------------------------------------------------------------------
-def answers_match(pred: str | None, gold: str, *, wait_for_worker: bool = False) -> bool:
+def answers_match(pred: str | None, gold: str, *, wait_for_worker: bool = False, normalized: bool = False) -> bool:
     """True when a predicted final answer equals the gold; the gold may be a whole rationale or solution.
 
     >>> answers_match("1,080", "Total: 1,000 + 80.\\n#### 1080"), answers_match("3 or 4", "4")
@@ -197,8 +197,10 @@ def answers_match(pred: str | None, gold: str, *, wait_for_worker: bool = False)
 
     `wait_for_worker` (eval) waits for a cold math-verify child instead of counting its start-up against the
     per-call time bound; training leaves it False (check_reward_funcs warms the child before step 0).
+    `normalized`: the caller already ran `normalize_gold` on this gold (a reward that checked it), so it is not
+    normalised twice.
     """
-    g = normalize_gold(gold)
+    g = gold if normalized else normalize_gold(gold)
     if g is None or not isinstance(pred, str):
         return False
     return equal(pred, g, wait_for_worker=wait_for_worker)
@@ -242,12 +244,13 @@ def grade(completion: Any, gold: str, prompt: Any = None, *, lenient: bool = Fal
     `format_ok` (format_score == 1.0; for a prompt ending in `<think>`, the r1_zero rule: both pairs present).
     Waits for a cold math-verify child rather than scoring a symbolic answer wrong for lack of it.
     """
+    gold = normalize_gold(gold)  # once, for the strict and the lenient reading
     pred = extract_answer(completion, prompt=prompt)
-    correct = answers_match(pred, gold, wait_for_worker=True)
+    correct = answers_match(pred, gold, wait_for_worker=True, normalized=True)
     pred_l, correct_l = pred, correct
     if lenient and pred is None:
         pred_l = extract_answer(completion, prompt=prompt, lenient=True)
-        correct_l = answers_match(pred_l, gold, wait_for_worker=True)
+        correct_l = answers_match(pred_l, gold, wait_for_worker=True, normalized=True)
     return {"prediction": pred, "correct": correct, "prediction_lenient": pred_l, "correct_lenient": correct_l,
             "format_score": format_score(completion, prompt), "format_ok": format_ok(completion, prompt)}
 
