@@ -9,7 +9,8 @@ One job per sub-package (ARCHITECTURE.md has the map and which way imports go):
     evaluation/   `evaluate` (generate, grade, pass@k, maj@k), results files and tables
     runs/         the run directory: atomic files, checkpoints, the lock, report, plots, health, provenance
     runtime/      device and dtype, ranks and launches, signals
-    config        the frozen run settings
+    config        the frozen run settings (imports nothing from the package)
+    cli           what the command lines share, without torch
     rewards       the reward functions, their registry, a user's own reward
 
 Nothing here changes the environment or reads flags at import time.
