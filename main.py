@@ -22,13 +22,12 @@ import argparse
 import copy
 import dataclasses
 import math
+import os
 import shlex
 import sys
 from pathlib import Path
 
-import yaml
-
-from grpo_math import config
+from grpo_math import config, safe_yaml
 from grpo_math.config import DEMO_DEFAULTS, RunConfig, UsageError  # noqa: F401 - DEMO_DEFAULTS: tests, users
 
 
@@ -158,20 +157,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load_config_file(path: str, parser: argparse.ArgumentParser) -> dict:
-    """The flag values of a `--config` YAML file: keys checked against the flags, strings converted as the
-    flag would convert them (YAML reads 1e-5 as a string), choices checked; ranges are config.resolve's job."""
-    file = Path(path)
-    if not file.is_file():
-        raise UsageError(f"--config {path}: no such file")
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise UsageError(f"--config {path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"--config {path}: expected a mapping of flag names to values")
+def _read_config_file(argv: list[str] | None) -> tuple[str, dict] | None:
+    """The `--config` file's path and mapping, read before the parser (which imports torch) is built: a file
+    that cannot be used (an alias bomb, a key given twice) fails in a fraction of a second and a few MB."""
+    words, path = list(sys.argv[1:] if argv is None else argv), None
+    for i, word in enumerate(words):  # the last one wins, as in argparse; argparse itself checks the rest
+        if word == "--config" and i + 1 < len(words):
+            path = words[i + 1]
+        elif word.startswith("--config="):
+            path = word.partition("=")[2]
+    return None if path is None else (path, safe_yaml.load_config(path))
+
+
+def _load_config_file(path: str, parser: argparse.ArgumentParser, data: dict) -> dict:
+    """The flag values of a `--config` YAML file (safe_yaml.load_config's mapping): keys checked against the
+    flags, strings converted as the flag would convert them (YAML reads 1e-5 as a string), choices checked;
+    ranges are config.resolve's job."""
     known = {a.dest for a in parser._actions} | {"per_device_train_batch_size"}
-    unknown = sorted(str(k) for k in set(data) - known - {"config", "help"})
+    unknown = sorted(str(k)[:80] for k in set(data) - known - {"config", "help"})
     if unknown:
         raise UsageError(f"--config {path}: unknown key(s) {', '.join(unknown)}; keys are flag names, "
                          "e.g. learning_rate")
@@ -186,11 +189,11 @@ def _load_config_file(path: str, parser: argparse.ArgumentParser) -> dict:
             elif convert and isinstance(value, list):
                 data[key] = [convert(v) if isinstance(v, str) else v for v in value]
         except (TypeError, ValueError, argparse.ArgumentTypeError) as e:
-            raise UsageError(f"--config {path}: {key}: {value!r} is not valid ({e})") from None
+            raise UsageError(f"--config {path}: {key}: {config.shown(value)} is not valid ({e})") from None
         choices = actions[key].choices
         values = data[key] if isinstance(data[key], list) else [data[key]]
         if choices and any(v not in choices for v in values):
-            raise UsageError(f"--config {path}: {key}: {data[key]!r} is not one of {', '.join(map(str, choices))}")
+            raise UsageError(f"--config {path}: {key}: {config.shown(data[key])} is not one of {', '.join(map(str, choices))}")
     return data
 
 
@@ -204,6 +207,7 @@ def _given_on_command_line(parser: argparse.ArgumentParser, argv: list[str] | No
 
 def parse_args(argv: list[str] | None = None) -> RunConfig:
     """Parse with the precedence demo < config file < command line, then check and freeze (config.resolve)."""
+    from_yaml = _read_config_file(argv)
     parser = build_parser()
     parser.parse_args(argv)  # --help, and argparse's own errors (bad types, choices): exit here
     given = _given_on_command_line(parser, argv)
@@ -213,7 +217,9 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         values.update(DEMO_DEFAULTS)
         origin.update(dict.fromkeys(DEMO_DEFAULTS, "--demo"))
     if given.get("config"):
-        from_file = _load_config_file(given["config"], parser)
+        if from_yaml is None or from_yaml[0] != given["config"]:  # spelt otherwise (--conf FILE): read it now
+            from_yaml = (given["config"], safe_yaml.load_config(given["config"]))
+        from_file = _load_config_file(given["config"], parser, from_yaml[1])
         values.update(from_file)
         origin.update(dict.fromkeys(from_file, f"--config {given['config']}"))
     values.update(given)
@@ -247,7 +253,7 @@ def resume_command(parser: argparse.ArgumentParser, given: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     code = _main(argv)
-    if code:
+    if code and os.environ.get("WORLD_SIZE", "1") != "1":  # one process: no torch import on the way out
         from grpo_math.launch import exit_together
 
         exit_together()  # under torchrun: every rank prints its own line before the launcher stops the others

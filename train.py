@@ -239,7 +239,8 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
     # 6. train; the first write to the run directory is here, so a run that failed before left it as it was
     if main_process:
         if config.overwrite_output_dir and not resume and (out / rundir.RUN_CONFIG).exists():
-            rundir.clear_run_dir(out)
+            removed = rundir.clear_run_dir(out)  # --overwrite_output_dir, or --demo over the built-in demo
+            logger.warning("replacing the earlier run in %s: removed %s", out, ", ".join(removed) or "nothing")
         write_run_config(config, {"train_rows": len(train_ds), "dropped_long_prompts": n_dropped})
     stop.training = True  # from here a signal means "save and stop after the step in progress"
     try:

@@ -14,7 +14,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from grpo_math import hub, rundir, runlock
+from grpo_math import config, hub, rundir, runlock
 from grpo_math.config import DEFAULT_MODEL, RunConfig, UsageError
 import torch
 
@@ -52,7 +52,32 @@ def _check_launch(v: dict[str, Any], placement, sharded: str | None) -> None:
                          f"{torch.cuda.device_count()} (torchrun --nproc_per_node), or --device cpu")
 
 
+def _reward_key(name: str) -> str:
+    """One spelling per reward: a user's file.py:fn by its resolved path, so ./r.py:fn and r.py:fn are one."""
+    where, _, fn = name.rpartition(":")
+    if where and (where.endswith(".py") or "/" in where or "\\" in where):
+        try:
+            return f"{Path(where).expanduser().resolve()}:{fn}"
+        except (OSError, RuntimeError, ValueError):
+            return name
+    return name
+
+
+def _check_rewards_listed_once(names: list[str]) -> None:
+    """A reward listed twice counts twice in every step's sum, and is called twice: a slip (or a generated
+    list), never a way to weigh it (--reward_weights is)."""
+    seen: set[str] = set()
+    for name in names:
+        if _reward_key(name) not in seen:
+            seen.add(_reward_key(name))
+        else:
+            times = sum(_reward_key(n) == _reward_key(name) for n in names) if len(names) <= 1000 else "many"
+            raise UsageError(f"--reward_funcs lists {config.shown(name, 120)} more than once ({times} times); list "
+                             "each reward once, and use --reward_weights to give one more weight")
+
+
 def _check_flag_combinations(v: dict[str, Any]) -> None:
+    _check_rewards_listed_once(v["reward_funcs"])
     if v["reward_weights"] is not None and len(v["reward_weights"]) != len(v["reward_funcs"]):
         raise UsageError(
             f"--reward_weights has {len(v['reward_weights'])} value(s) but --reward_funcs has "
