@@ -277,9 +277,13 @@ def _main(argv: list[str] | None) -> int:
         return 2
 
     try:
-        train.run(run_config)
+        final = train.run(run_config)
     except train.RunError as e:
         print(f"main.py: error: {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e:  # code of the user's or a library's that called sys.exit(): never a silent exit 0
+        print(f"main.py: error: training ended early by sys.exit({'' if e.code is None else e.code!r}) without "
+              f"writing final/; {train.where_to_resume(run_config)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C before train.py's signal handling began: nothing was written yet
         print("main.py: interrupted before training started; nothing was written", file=sys.stderr)
@@ -287,6 +291,12 @@ def _main(argv: list[str] | None) -> int:
     except train.Stopped as e:  # SIGTERM or SIGINT: train.py saved what there was to save
         print(f"main.py: {e}", file=sys.stderr, flush=True)
         return e.exit_code
+    from grpo_math.devices import is_main_process
+
+    if is_main_process() and not Path(final).is_dir():  # a training run never exits 0 without final/
+        print(f"main.py: error: training returned without writing {final}; {train.where_to_resume(run_config)}",
+              file=sys.stderr)
+        return 2
     return 0
 
 

@@ -145,7 +145,7 @@ def run(config: RunConfig) -> Path:
         return _run(config, stop)
     except Stopped as e:
         tail = (f"final/ is complete; `python visualize.py {config.output_dir}` redraws the plots" if stop.finished
-                else _where_to_resume(config))
+                else where_to_resume(config))
         raise Stopped(e.signum, f"{e}; {tail}") from None
     finally:
         stop.restore()
@@ -250,12 +250,12 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
     except RewardFailure as e:
         if config.debug:
             raise
-        raise RunError(f"{e}; {_where_to_resume(config)}") from None
+        raise RunError(f"{e}; {where_to_resume(config)}") from None
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         raise RunError(f"no space left on the device writing {e.filename or out}; free some, then: "
-                       f"{_where_to_resume(config)}") from None
+                       f"{where_to_resume(config)}") from None
     finally:
         console.close()  # the bar and its log redirection, also when a step raises
         stop.training = False
@@ -310,7 +310,7 @@ def _resolve_resume(config: RunConfig) -> str | None:
     return str(ckpt)
 
 
-def _where_to_resume(config: RunConfig) -> str:
+def where_to_resume(config: RunConfig) -> str:
     """What a stopped run leaves to resume from, and the command, for its last message."""
     complete = [c for _, c in rundir.checkpoint_dirs(config.output_dir)
                 if checkpoints.resume_problem(c, config.world_size) == (None, [])]

@@ -39,7 +39,8 @@ from typing import Any, Callable
 import torch
 
 from grpo_math import checkpoints
-from grpo_math.rewards import RewardFailure, values_problem
+from grpo_math.interrupts import Stopped
+from grpo_math.rewards import RewardFailure, describe_failure, fresh_copy, values_problem
 from grpo_math.rollout import InferenceCopy, UnsupportedModelError
 from grpo_math.rundir import as_number
 
@@ -120,11 +121,12 @@ def guard_reward(fn: Callable, when: str | None = None) -> Callable:
         state = kwargs.get("trainer_state")
         # the step being computed (TRL passes its state to rewards)
         step = when or (f"step {state.global_step + 1}" if state is not None else "a step")
-        try:
-            values = fn(*args, **kwargs)
-        except Exception as e:  # noqa: BLE001 - a user's code: reported with its name, the cause kept for --debug
-            detail = " ".join(str(e).split())[:200]
-            raise RewardFailure(f"reward {name!r} raised {type(e).__name__}: {detail} at {step}") from e
+        try:  # each reward gets its own copies of the columns: one that edits them cannot mislead the next
+            values = fn(*fresh_copy(args), **fresh_copy(kwargs))
+        except (KeyboardInterrupt, Stopped):  # the user's own Ctrl-C, and a signal's graceful stop
+            raise
+        except BaseException as e:  # noqa: BLE001 - a user's code, sys.exit() included: named, cause kept for --debug
+            raise RewardFailure(f"reward {name!r} {describe_failure(e)} at {step}") from e
         completions = kwargs["completions"] if "completions" in kwargs else args[0] if args else ()
         problem = values_problem(values, len(completions), f" at {step}")
         if problem:
