@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume_weights_only", action="store_true",
                    help="resume from a checkpoint that lacks optimizer.pt or rng_state.pth: its weights and step, "
                         "with a fresh optimizer and random state (the run will not match an uninterrupted one)")
+    g.add_argument("--resume_other_base_model", action="store_true",
+                   help="resume onto a --model_id other than the base the run was trained from (the adapter is "
+                        "then applied to weights it was not trained with)")
     g.add_argument("--seed", type=int, help="random seed for data order, sampling and init")
     p.set_defaults(**copy.deepcopy(config.DEFAULTS))  # every default is declared once, in config.RunConfig
     return p
@@ -238,7 +241,7 @@ def resume_command(parser: argparse.ArgumentParser, given: dict) -> str:
     script = sys.argv[0] if sys.argv and Path(sys.argv[0]).name == "main.py" else "main.py"
     words = [script]
     for dest, value in given.items():
-        if dest in ("resume_from_checkpoint", "resume_weights_only", "overwrite_output_dir"):
+        if dest in ("resume_from_checkpoint", "resume_weights_only", "overwrite_output_dir", "resume_other_base_model"):
             continue  # the new checkpoint is complete: no weights-only, and nothing to overwrite
         flag = actions[dest].option_strings[0]
         if isinstance(value, bool):

@@ -159,6 +159,38 @@ def _check_output_dir(v: dict[str, Any]) -> bool:
     return overwrite
 
 
+def _same_model(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        pa, pb = Path(a).expanduser(), Path(b).expanduser()
+        return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
+def _check_same_base_model(v: dict[str, Any], model_id: str) -> None:
+    """A resumed run continues from the base it was trained from: the adapter applied to another model of the
+    same shapes trains on without a word, and run_config.json would lose the record of the true base."""
+    resume = v["resume_from_checkpoint"]
+    if not resume:
+        return
+    run_dir = Path(v["output_dir"]) if resume == "latest" else Path(resume).parent
+    args = (rundir.read_run_config(run_dir) or {}).get("args")
+    earlier = args.get("model_id") if isinstance(args, dict) else None
+    if not isinstance(earlier, str) or _same_model(earlier, model_id):
+        return
+    if v["resume_other_base_model"]:
+        import logging
+
+        logging.getLogger(__name__).warning("resuming a run trained from %s onto %s (--resume_other_base_model)",
+                                            earlier, model_id)
+        return
+    raise UsageError(f"--resume_from_checkpoint {resume}: the run was trained from {earlier[:300]}, but --model_id "
+                     f"is {model_id[:300]}; resume with --model_id {earlier[:300]}, or pass --resume_other_base_model to apply the adapter to "
+                     "the other model anyway")
+
+
 def resolve_checked(v: dict[str, Any]) -> RunConfig:
     """Every check of this module, then the frozen RunConfig with its resolved fields (see config.resolve)."""
     from grpo_math.rewards import load_reward_funcs
@@ -177,6 +209,7 @@ def resolve_checked(v: dict[str, Any]) -> RunConfig:
     if not v["model_id"]:
         resolved["model_id"] = (str((Path(v["output_dir"]) / rundir.BASE_MODEL).resolve()) if build_tiny
                                 else DEFAULT_MODEL)
+    _check_same_base_model(v, resolved.get("model_id", v["model_id"]))
     if v["learning_rate"] is None:
         # LoRA's low-rank update moves the function less per unit step than full fine-tuning: ~10x the rate
         resolved["learning_rate"] = 1e-6 if v["full_finetune"] else 1e-5

@@ -139,6 +139,7 @@ class RunConfig:
     save_total_limit: int | None = None
     resume_from_checkpoint: str | None = None
     resume_weights_only: bool = False  # a checkpoint without optimizer/RNG state resumes only when asked for
+    resume_other_base_model: bool = False  # resuming onto a --model_id other than the run's base only when asked
     seed: int = 42
     debug: bool = False  # full tracebacks for errors in a user's code (rewards) instead of one line
     # how the settings were given

@@ -134,3 +134,22 @@ def test_the_built_in_demo_is_replaced_with_a_line_naming_what_went(tmp_path):
     assert rundir.is_demo_run(run) and args_for(tmp_path, "--demo").overwrite_output_dir
     assert rundir.clear_run_dir(run) == ["checkpoint-4/", "final/", "run_config.json"]
     assert (run / "notes.txt").read_text() == "mine"  # never a user's own file
+
+
+# ------------------------------------------------------------------------------------ 8: resume onto another base
+
+
+def test_resuming_onto_another_base_model_is_refused_naming_both(tmp_path):
+    base, other = tmp_path / "base", tmp_path / "other"
+    base.mkdir(), other.mkdir()
+    _earlier_run(tmp_path / "run", {"model_id": str(base), "dataset_id": "arithmetic:1"})
+    resume = ("--dataset_id", "arithmetic:1", "--resume_from_checkpoint", "latest")
+    with pytest.raises(UsageError, match=f"trained from {base}, but --model_id is {other}.*--resume_other_base_model"):
+        args_for(tmp_path, "--model_id", str(other), *resume)
+    with pytest.raises(UsageError, match="trained from"):  # a checkpoint named by its path: the same check
+        args_for(tmp_path, "--model_id", str(other), "--dataset_id", "arithmetic:1",
+                 "--resume_from_checkpoint", str(tmp_path / "run" / "checkpoint-4"))
+    assert args_for(tmp_path, "--model_id", str(base), *resume).model_id == str(base)  # the same base: fine
+    assert args_for(tmp_path, "--model_id", str(base) + "/", *resume).model_id  # the same directory, spelt otherwise
+    forced = args_for(tmp_path, "--model_id", str(other), *resume, "--resume_other_base_model")
+    assert forced.model_id == str(other) and "resume_other_base_model" not in forced.resume_command
