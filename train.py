@@ -31,6 +31,7 @@ from grpo_math.checkpoints import CheckpointError
 from grpo_math.config import RunConfig
 from grpo_math.data import DatasetError, default_eval_split, filter_long_prompts, load_math_dataset
 from grpo_math.devices import dtype_name, is_main_process
+from grpo_math.divergence import Diverged
 from grpo_math.interrupts import GracefulStop, Stopped
 from grpo_math.model_io import ModelLoadError, load_model, load_tokenizer
 from grpo_math.provenance import git_commit, package_versions
@@ -251,6 +252,8 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
         if config.debug:
             raise
         raise RunError(f"{e}; {where_to_resume(config)}") from None
+    except Diverged as e:  # a non-finite loss, gradient, weight or logit: nothing non-finite was written
+        raise RunError(f"{e}; {where_to_resume(config)}") from None
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
@@ -267,6 +270,10 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
     stop.stage = "while writing final/"
     final = out / rundir.FINAL
     staged = checkpoints.staging_dir(out) / rundir.FINAL
+    try:
+        guarded.check_finite_weights(trainer, "final/")
+    except Diverged as e:
+        raise RunError(f"{e}; {where_to_resume(config)}") from None
     trainer.save_model(str(staged))  # collective under DeepSpeed/FSDP: every process calls it, rank 0 writes
     trainer.accelerator.wait_for_everyone()  # every shard is on disk before rank 0 renames final/ into place
     if trainer.is_world_process_zero():

@@ -39,6 +39,8 @@ from typing import Any, Callable
 import torch
 
 from grpo_math import checkpoints
+from grpo_math.divergence import (Diverged, is_nonfinite_sampling, nonfinite_gradient, nonfinite_parameter,
+                                  what_to_lower)
 from grpo_math.interrupts import Stopped
 from grpo_math.rewards import RewardFailure, describe_failure, fresh_copy, values_problem
 from grpo_math.rollout import InferenceCopy, UnsupportedModelError
@@ -148,6 +150,22 @@ class _StopIfScheduleDone(TrainerCallback):
             raise AlreadyTrained(f"step {state.global_step} of {state.max_steps}")
 
 
+class _StopOnDivergence(TrainerCallback):
+    # after clipping, before the optimizer step: a NaN gradient norm never reaches the weights
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if model is not None and nonfinite_gradient(model):
+            raise Diverged(f"training diverged at step {state.global_step + 1}: the gradient norm is not finite "
+                           f"(inf or NaN); {what_to_lower(args.learning_rate)}")
+
+
+def check_finite_weights(trainer: Any, what: str) -> None:
+    """Refuse to write `what` (a checkpoint, final/) from weights holding inf or NaN; Diverged names one."""
+    name = nonfinite_parameter(trainer.accelerator.unwrap_model(trainer.model), trainable_only=True)
+    if name:
+        raise Diverged(f"training diverged by step {trainer.state.global_step}: {name} holds inf or NaN, so "
+                       f"{what} was not written; {what_to_lower(trainer.args.learning_rate)}")
+
+
 class GuardedGRPOTrainer(GRPOTrainer):
     """`GRPOTrainer` with whole checkpoints, checked rewards and weights-only resume (see the module docstring)."""
 
@@ -156,6 +174,7 @@ class GuardedGRPOTrainer(GRPOTrainer):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.add_callback(_StopIfScheduleDone())
+        self.add_callback(_StopOnDivergence())
         # reward models (nn.Module) and async rewards keep TRL's own handling
         self.reward_funcs = [f if isinstance(f, torch.nn.Module) or inspect.iscoroutinefunction(f)
                              else guard_reward(f) for f in self.reward_funcs]
@@ -170,6 +189,7 @@ class GuardedGRPOTrainer(GRPOTrainer):
     def _save_checkpoint(self, model, trial):
         run_dir = Path(self._get_output_dir(trial))
         name = f"checkpoint-{self.state.global_step}"
+        check_finite_weights(self, name)  # on every rank: each holds the same weights, so all stop together
         staged = checkpoints.staging_dir(run_dir) / name
         self._saving_aside = True
         try:
@@ -187,6 +207,20 @@ class GuardedGRPOTrainer(GRPOTrainer):
         # no rank returns before the checkpoint has its name: after a stop the ranks exit next, and a launcher
         # stops the rest as soon as one exits, which could catch rank 0 mid-rename
         self.accelerator.wait_for_everyone()
+
+    def training_step(self, *args: Any, **kwargs: Any):
+        step = self.state.global_step + 1
+        try:  # generation (TRL generates inside training_step) and the loss
+            loss = super().training_step(*args, **kwargs)
+        except RuntimeError as e:
+            if not is_nonfinite_sampling(e):
+                raise
+            raise Diverged(f"the model gives non-finite logits (inf or NaN) at step {step}, so no completion can be "
+                           f"sampled: training has diverged; {what_to_lower(self.args.learning_rate)}") from e
+        if not bool(torch.isfinite(loss).all()):
+            raise Diverged(f"training diverged at step {step}: the loss is {loss.float().mean().item():g}; "
+                           f"{what_to_lower(self.args.learning_rate)}")
+        return loss
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         if not self.resume_weights_only:
