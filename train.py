@@ -29,7 +29,7 @@ import torch
 from grpo_math import checkpoints, rundir
 from grpo_math.checkpoints import CheckpointError
 from grpo_math.config import RunConfig
-from grpo_math.data import DatasetError, default_eval_split, filter_long_prompts, load_math_dataset
+from grpo_math.data import DatasetError, check_system_prompt, default_eval_split, filter_long_prompts, load_math_dataset
 from grpo_math.devices import dtype_name, is_main_process
 from grpo_math.divergence import Diverged
 from grpo_math.interrupts import GracefulStop, Stopped
@@ -177,12 +177,13 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
         from grpo_math.warm_start import warm_start_model
 
         warm_start_model(config.model_id)
-    try:
+    try:  # the tokenizer first: a system prompt over the limit alone fails before any prompt is built
+        tokenizer = load_tokenizer(config.model_id, config.trust_remote_code)
+        check_system_prompt(config.system_prompt, tokenizer, config.max_prompt_length)
         train_ds = load_math_dataset(
             config.dataset_id, config.split, max_samples=config.max_samples, prompt_template=config.prompt_template,
             prompt_lang=config.prompt_lang, system_prompt=config.system_prompt, seed=config.seed,
         )
-        tokenizer = load_tokenizer(config.model_id, config.trust_remote_code)
         train_ds, n_dropped = filter_long_prompts(train_ds, tokenizer, config.max_prompt_length)
     except (DatasetError, ModelLoadError) as e:
         raise RunError(str(e)) from None

@@ -334,3 +334,20 @@ def filter_long_prompts(dataset: datasets.Dataset, tokenizer, max_prompt_length:
                            f"(shortest: {min(lengths)}); raise it to at least {min(lengths)}")
     logger.info("dropped %d of %d prompts longer than %d tokens", n_dropped, len(dataset), max_prompt_length)
     return (dataset.select(keep) if n_dropped else dataset), n_dropped
+
+
+def check_system_prompt(system_prompt: str | None, tokenizer, max_prompt_length: int | None) -> None:
+    """Raise DatasetError when `--system_prompt` alone is over `max_prompt_length` tokens: every prompt holds it,
+    so every row would be built (a 50 MB text times a thousand rows) and then dropped. Only a prefix is tokenized:
+    no token is longer than the longest vocabulary entry, so (max_prompt_length + 1) of those in characters
+    always hold more than max_prompt_length tokens."""
+    if not system_prompt or max_prompt_length is None:
+        return
+    longest = max((len(t) for t in tokenizer.get_vocab()), default=1)
+    prefix = system_prompt[:(max_prompt_length + 1) * max(longest, 1)]
+    n = len(tokenizer(prefix, add_special_tokens=False)["input_ids"])
+    if n > max_prompt_length:
+        more = "" if len(prefix) == len(system_prompt) else " or more"
+        raise DatasetError(f"--system_prompt ({len(system_prompt):,} characters) is {n}{more} tokens on its own, over "
+                           f"--max_prompt_length {max_prompt_length}: every prompt would be dropped; shorten it or "
+                           "raise --max_prompt_length")

@@ -153,3 +153,41 @@ def test_resuming_onto_another_base_model_is_refused_naming_both(tmp_path):
     assert args_for(tmp_path, "--model_id", str(base) + "/", *resume).model_id  # the same directory, spelt otherwise
     forced = args_for(tmp_path, "--model_id", str(other), *resume, "--resume_other_base_model")
     assert forced.model_id == str(other) and "resume_other_base_model" not in forced.resume_command
+
+
+# ------------------------------------------------------------------------------------ 16: a huge system prompt
+
+
+def _tokenizers(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    found = [AutoTokenizer.from_pretrained(tiny_model_dir)]
+    qwen = ROOT.parent / "shared" / "data" / "tokenizers" / "qwen2.5-instruct"
+    if qwen.is_dir():
+        found.append(AutoTokenizer.from_pretrained(qwen))
+    return found
+
+
+def test_a_system_prompt_over_the_limit_alone_is_refused_before_any_prompt_is_built(tiny_model_dir):
+    from grpo_math.data import DatasetError, check_system_prompt
+
+    for tokenizer in _tokenizers(tiny_model_dir):
+        t0 = time.process_time()
+        with pytest.raises(DatasetError, match=r"--system_prompt \(50,000,000 characters\) is \d+ or more tokens on "
+                                               r"its own, over --max_prompt_length 512"):
+            check_system_prompt("word " * 10_000_000, tokenizer, 512)  # 50 MB: only a prefix is tokenized
+        assert time.process_time() - t0 < 20  # seconds of CPU, not minutes: the whole text is never tokenized
+        n = len(tokenizer("You are careful. " * 40, add_special_tokens=False)["input_ids"])
+        with pytest.raises(DatasetError, match=rf"is {n} tokens on its own"):  # exact when short
+            check_system_prompt("You are careful. " * 40, tokenizer, n - 1)
+        check_system_prompt("You are careful. " * 40, tokenizer, n)  # at the limit: fine
+        check_system_prompt(None, tokenizer, 1)
+
+
+@pytest.mark.slow
+def test_main_refuses_a_50_mb_system_prompt_in_one_line(tmp_path, capsys):
+    assert main.main(["--demo", "--output_dir", str(tmp_path / "run"), "--report_to", "none",
+                      "--system_prompt", "word " * 10_000_000]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "--system_prompt (50,000,000 characters)" in err
+    assert not (tmp_path / "run" / "run_config.json").exists()
