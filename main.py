@@ -196,7 +196,8 @@ def _load_config_file(path: str, parser: argparse.ArgumentParser, data: dict) ->
         choices = actions[key].choices
         values = data[key] if isinstance(data[key], list) else [data[key]]
         if choices and any(v not in choices for v in values):
-            raise UsageError(f"--config {path}: {key}: {config.shown(data[key])} is not one of {', '.join(map(str, choices))}")
+            raise UsageError(f"--config {path}: {key}: {config.shown(data[key])} is not one of "
+                             f"{', '.join(map(str, choices))}")
     return data
 
 

@@ -187,7 +187,8 @@ def _check_same_base_model(v: dict[str, Any], model_id: str) -> None:
                                             earlier, model_id)
         return
     raise UsageError(f"--resume_from_checkpoint {resume}: the run was trained from {earlier[:300]}, but --model_id "
-                     f"is {model_id[:300]}; resume with --model_id {earlier[:300]}, or pass --resume_other_base_model to apply the adapter to "
+                     f"is {model_id[:300]}; resume with --model_id {earlier[:300]}, or pass --resume_other_base_model "
+                     "to apply the adapter to "
                      "the other model anyway")
 
 

@@ -53,7 +53,8 @@ def test_a_reward_that_exits_mid_run_is_one_line_and_exit_2(tmp_path, capsys, re
 
 def test_a_reward_that_exits_in_the_pre_training_check_is_one_line(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main.main([*ARGV, "--output_dir", str(out), "--max_steps", "2", "--reward_funcs", f"{BAD}:exits_in_the_check"])
+    code = main.main([*ARGV, "--output_dir", str(out), "--max_steps", "2",
+                      "--reward_funcs", f"{BAD}:exits_in_the_check"])
     assert code == 2
     assert "reward 'exits_in_the_check' called sys.exit(3) on a perfect completion" in one_line_error(capsys)
 
@@ -88,7 +89,8 @@ def test_a_reward_that_edits_its_columns_does_not_change_what_the_next_one_sees(
 
     prompt = [{"role": "user", "content": "What is 1 + 1?"}]
     # what TRL passes every reward of a step: one dict of columns, the same lists for each
-    kwargs = dict(prompts=[prompt, prompt], completions=["\\boxed{2}", "\\boxed{3}"], answer=["2", "2"], completion_ids=[[1], [2]],
+    kwargs = dict(prompts=[prompt, prompt], completions=["\\boxed{2}", "\\boxed{3}"], answer=["2", "2"],
+                  completion_ids=[[1], [2]],
                   trainer_state=SimpleNamespace(global_step=0))
     seen: dict = {}
     for fn in (bad.edits_its_columns, _spy(seen)):
