@@ -180,6 +180,8 @@ def _check_same_base_model(v: dict[str, Any], model_id: str) -> None:
     earlier = args.get("model_id") if isinstance(args, dict) else None
     if not isinstance(earlier, str) or _same_model(earlier, model_id):
         return
+    if v["demo"] and not v["model_id"] and Path(earlier).name == rundir.BASE_MODEL:
+        return  # the demo's own tiny base, rebuilt identically in each run directory (a moved or copied run)
     if v["resume_other_base_model"]:
         import logging
 
