@@ -274,17 +274,23 @@ def prepare(a: argparse.Namespace) -> tuple | None:
         if reusable:
             print(summary_line(old["config"], old["metrics"], out) + " (up to date)")
             return None
+    unusable: dict[str, int] = {}
     try:
         dataset = load_math_dataset(config.dataset_id, config.split, max_samples=config.limit,
                                     prompt_template=config.prompt_template, prompt_lang=config.prompt_lang,
-                                    system_prompt=config.system_prompt, seed=config.seed)
+                                    system_prompt=config.system_prompt, seed=config.seed, dropped=unusable)
     except DatasetError as e:
         raise EvalError(str(e)) from None
+    if sum(unusable.values()):  # said, not only logged: "4/6" for an 8-row file needs its reason
+        print(f"eval.py: dropped {unusable['no_usable_gold']} row(s) with no usable gold answer and "
+              f"{unusable['empty_question']} with an empty question", file=sys.stderr, flush=True)
     # an adapter is merged into its base for speed
     model, tokenizer, _ = load_for_inference(a.model_dir, DTYPES[config.dtype],
                                              "cpu" if a.use_vllm else config.device, a.base_model)
     dataset, dropped = filter_long_prompts(dataset, tokenizer, config.max_prompt_length)
-    config = dataclasses.replace(config, dropped_long_prompts=dropped, n_examples=len(dataset))
+    config = dataclasses.replace(config, dropped_no_usable_gold=unusable.get("no_usable_gold", 0),
+                                 dropped_empty_question=unusable.get("empty_question", 0),
+                                 dropped_long_prompts=dropped, n_examples=len(dataset))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_name(out.name + ".partial.jsonl")

@@ -82,6 +82,10 @@ def prepare(a: argparse.Namespace) -> tuple:
     from grpo_math.runtime.devices import resolve_placement
     from grpo_math.models.loading import load_for_inference
 
+    for n, question in enumerate(a.questions, 1):  # before the model loads: a blank one is a slip, not a question
+        if not question.strip():
+            raise ValueError(f"question {n} of {len(a.questions)} is {'empty' if not question else 'blank'}; "
+                             "give the text of each question, or none for the built-in ones")
     if a.max_new_tokens is not None and a.max_new_tokens < 1:
         raise ValueError(f"--max_new_tokens {a.max_new_tokens} must be a positive integer")
     if not (a.temperature >= 0 and math.isfinite(a.temperature)) or not 0 < a.top_p <= 1:

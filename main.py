@@ -22,13 +22,12 @@ import argparse
 import copy
 import dataclasses
 import math
+import os
 import shlex
 import sys
 from pathlib import Path
 
-import yaml
-
-from grpo_math import config
+from grpo_math import config, safe_yaml
 from grpo_math.cli import FlagParser, HelpFormatter, add_device_flags
 from grpo_math.config import DEMO_DEFAULTS, RunConfig, UsageError  # DEMO_DEFAULTS: tests, users
 
@@ -154,25 +153,32 @@ def build_parser() -> FlagParser:
     g.add_argument("--resume_weights_only", action="store_true",
                    help="resume from a checkpoint that lacks optimizer.pt or rng_state.pth: its weights and step, "
                         "with a fresh optimizer and random state (the run will not match an uninterrupted one)")
+    g.add_argument("--resume_other_base_model", action="store_true",
+                   help="resume onto a --model_id other than the base the run was trained from (the adapter is "
+                        "then applied to weights it was not trained with)")
     g.add_argument("--seed", type=int, help="random seed for data order, sampling and init")
     p.set_defaults(**copy.deepcopy(config.DEFAULTS))  # every default is declared once, in config.RunConfig
     return p
 
 
-def _load_config_file(path: str, parser: FlagParser) -> dict:
-    """The flag values of a `--config` YAML file: keys checked against the flags, strings converted as the
-    flag would convert them (YAML reads 1e-5 as a string), choices checked; ranges are checks.resolve's job."""
-    file = Path(path)
-    if not file.is_file():
-        raise UsageError(f"--config {path}: no such file")
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise UsageError(f"--config {path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"--config {path}: expected a mapping of flag names to values")
+def _read_config_file(argv: list[str] | None) -> tuple[str, dict] | None:
+    """The `--config` file's path and mapping, read before the parser (which imports torch) is built: a file
+    that cannot be used (an alias bomb, a key given twice) fails in a fraction of a second and a few MB."""
+    words, path = list(sys.argv[1:] if argv is None else argv), None
+    for i, word in enumerate(words):  # the last one wins, as in argparse; argparse itself checks the rest
+        if word == "--config" and i + 1 < len(words):
+            path = words[i + 1]
+        elif word.startswith("--config="):
+            path = word.partition("=")[2]
+    return None if path is None else (path, safe_yaml.load_config(path))
+
+
+def _load_config_file(path: str, parser: FlagParser, data: dict) -> dict:
+    """The flag values of a `--config` YAML file (safe_yaml.load_config's mapping): keys checked against the
+    flags, strings converted as the flag would convert them (YAML reads 1e-5 as a string), choices checked;
+    ranges are config.resolve's job."""
     known = set(parser.flags) | {"per_device_train_batch_size"}
-    unknown = sorted(str(k) for k in set(data) - known - {"config", "help"})
+    unknown = sorted(str(k)[:80] for k in set(data) - known - {"config", "help"})
     if unknown:
         raise UsageError(f"--config {path}: unknown key(s) {', '.join(unknown)}; keys are flag names, "
                          "e.g. learning_rate")
@@ -187,11 +193,12 @@ def _load_config_file(path: str, parser: FlagParser) -> dict:
             elif convert and isinstance(value, list):
                 data[key] = [convert(v) if isinstance(v, str) else v for v in value]
         except (TypeError, ValueError, argparse.ArgumentTypeError) as e:
-            raise UsageError(f"--config {path}: {key}: {value!r} is not valid ({e})") from None
+            raise UsageError(f"--config {path}: {key}: {config.shown(value)} is not valid ({e})") from None
         choices = actions[key].choices
         values = data[key] if isinstance(data[key], list) else [data[key]]
         if choices and any(v not in choices for v in values):
-            raise UsageError(f"--config {path}: {key}: {data[key]!r} is not one of {', '.join(map(str, choices))}")
+            raise UsageError(f"--config {path}: {key}: {config.shown(data[key])} is not one of "
+                             f"{', '.join(map(str, choices))}")
     return data
 
 
@@ -205,6 +212,7 @@ def _given_on_command_line(parser: FlagParser, argv: list[str] | None) -> dict:
 
 def parse_args(argv: list[str] | None = None) -> RunConfig:
     """Parse with the precedence demo < config file < command line, then check and freeze (checks.resolve)."""
+    from_yaml = _read_config_file(argv)
     parser = build_parser()
     parser.parse_args(argv)  # --help, and argparse's own errors (bad types, choices): exit here
     given = _given_on_command_line(parser, argv)
@@ -214,7 +222,9 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         values.update(DEMO_DEFAULTS)
         origin.update(dict.fromkeys(DEMO_DEFAULTS, "--demo"))
     if given.get("config"):
-        from_file = _load_config_file(given["config"], parser)
+        if from_yaml is None or from_yaml[0] != given["config"]:  # spelt otherwise (--conf FILE): read it now
+            from_yaml = (given["config"], safe_yaml.load_config(given["config"]))
+        from_file = _load_config_file(given["config"], parser, from_yaml[1])
         values.update(from_file)
         origin.update(dict.fromkeys(from_file, f"--config {given['config']}"))
     values.update(given)
@@ -235,7 +245,7 @@ def resume_command(parser: FlagParser, given: dict) -> str:
     script = sys.argv[0] if sys.argv and Path(sys.argv[0]).name == "main.py" else "main.py"
     words = [script]
     for dest, value in given.items():
-        if dest in ("resume_from_checkpoint", "resume_weights_only", "overwrite_output_dir"):
+        if dest in ("resume_from_checkpoint", "resume_weights_only", "overwrite_output_dir", "resume_other_base_model"):
             continue  # the new checkpoint is complete: no weights-only, and nothing to overwrite
         flag = actions[dest].option_strings[0]
         if isinstance(value, bool):
@@ -250,7 +260,7 @@ def resume_command(parser: FlagParser, given: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     code = _main(argv)
-    if code:
+    if code and os.environ.get("WORLD_SIZE", "1") != "1":  # one process: no torch import on the way out
         from grpo_math.runtime.launch import exit_together
 
         exit_together()  # under torchrun: every rank prints its own line before the launcher stops the others
@@ -274,9 +284,13 @@ def _main(argv: list[str] | None) -> int:
         return 2
 
     try:
-        train.run(run_config)
+        final = train.run(run_config)
     except train.RunError as e:
         print(f"main.py: error: {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e:  # code of the user's or a library's that called sys.exit(): never a silent exit 0
+        print(f"main.py: error: training ended early by sys.exit({'' if e.code is None else e.code!r}) without "
+              f"writing final/; {train.where_to_resume(run_config)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C before train.py's signal handling began: nothing was written yet
         print("main.py: interrupted before training started; nothing was written", file=sys.stderr)
@@ -284,6 +298,12 @@ def _main(argv: list[str] | None) -> int:
     except train.Stopped as e:  # SIGTERM or SIGINT: train.py saved what there was to save
         print(f"main.py: {e}", file=sys.stderr, flush=True)
         return e.exit_code
+    from grpo_math.runtime.devices import is_main_process
+
+    if is_main_process() and not Path(final).is_dir():  # a training run never exits 0 without final/
+        print(f"main.py: error: training returned without writing {final}; {train.where_to_resume(run_config)}",
+              file=sys.stderr)
+        return 2
     return 0
 
 

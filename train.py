@@ -29,8 +29,9 @@ import torch
 from grpo_math.runs import checkpoints, rundir
 from grpo_math.runs.checkpoints import CheckpointError
 from grpo_math.config import RunConfig
-from grpo_math.data.sources import DatasetError, default_eval_split, filter_long_prompts, load_math_dataset
+from grpo_math.data.sources import DatasetError, check_system_prompt, default_eval_split, filter_long_prompts, load_math_dataset
 from grpo_math.runtime.devices import dtype_name, is_main_process
+from grpo_math.runs.divergence import Diverged
 from grpo_math.runtime.interrupts import GracefulStop, Stopped
 from grpo_math.models.loading import ModelLoadError, load_model, load_tokenizer
 from grpo_math.runs.provenance import git_commit, package_versions
@@ -145,7 +146,7 @@ def run(config: RunConfig) -> Path:
         return _run(config, stop)
     except Stopped as e:
         tail = (f"final/ is complete; `python visualize.py {config.output_dir}` redraws the plots" if stop.finished
-                else _where_to_resume(config))
+                else where_to_resume(config))
         raise Stopped(e.signum, f"{e}; {tail}") from None
     finally:
         stop.restore()
@@ -176,12 +177,13 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
         from grpo_math.models.warm_start import warm_start_model
 
         warm_start_model(config.model_id)
-    try:
+    try:  # the tokenizer first: a system prompt over the limit alone fails before any prompt is built
+        tokenizer = load_tokenizer(config.model_id, config.trust_remote_code)
+        check_system_prompt(config.system_prompt, tokenizer, config.max_prompt_length)
         train_ds = load_math_dataset(
             config.dataset_id, config.split, max_samples=config.max_samples, prompt_template=config.prompt_template,
             prompt_lang=config.prompt_lang, system_prompt=config.system_prompt, seed=config.seed,
         )
-        tokenizer = load_tokenizer(config.model_id, config.trust_remote_code)
         train_ds, n_dropped = filter_long_prompts(train_ds, tokenizer, config.max_prompt_length)
     except (DatasetError, ModelLoadError) as e:
         raise RunError(str(e)) from None
@@ -239,7 +241,8 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
     # 6. train; the first write to the run directory is here, so a run that failed before left it as it was
     if main_process:
         if config.overwrite_output_dir and not resume and (out / rundir.RUN_CONFIG).exists():
-            rundir.clear_run_dir(out)
+            removed = rundir.clear_run_dir(out)  # --overwrite_output_dir, or --demo over the built-in demo
+            logger.warning("replacing the earlier run in %s: removed %s", out, ", ".join(removed) or "nothing")
         write_run_config(config, {"train_rows": len(train_ds), "dropped_long_prompts": n_dropped})
     stop.training = True  # from here a signal means "save and stop after the step in progress"
     try:
@@ -249,12 +252,14 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
     except RewardFailure as e:
         if config.debug:
             raise
-        raise RunError(f"{e}; {_where_to_resume(config)}") from None
+        raise RunError(f"{e}; {where_to_resume(config)}") from None
+    except Diverged as e:  # a non-finite loss, gradient, weight or logit: nothing non-finite was written
+        raise RunError(f"{e}; {where_to_resume(config)}") from None
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         raise RunError(f"no space left on the device writing {e.filename or out}; free some, then: "
-                       f"{_where_to_resume(config)}") from None
+                       f"{where_to_resume(config)}") from None
     finally:
         console.close()  # the bar and its log redirection, also when a step raises
         stop.training = False
@@ -266,6 +271,10 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
     stop.stage = "while writing final/"
     final = out / rundir.FINAL
     staged = checkpoints.staging_dir(out) / rundir.FINAL
+    try:
+        guarded.check_finite_weights(trainer, "final/")
+    except Diverged as e:
+        raise RunError(f"{e}; {where_to_resume(config)}") from None
     trainer.save_model(str(staged))  # collective under DeepSpeed/FSDP: every process calls it, rank 0 writes
     trainer.accelerator.wait_for_everyone()  # every shard is on disk before rank 0 renames final/ into place
     if trainer.is_world_process_zero():
@@ -309,7 +318,7 @@ def _resolve_resume(config: RunConfig) -> str | None:
     return str(ckpt)
 
 
-def _where_to_resume(config: RunConfig) -> str:
+def where_to_resume(config: RunConfig) -> str:
     """What a stopped run leaves to resume from, and the command, for its last message."""
     complete = [c for _, c in rundir.checkpoint_dirs(config.output_dir)
                 if checkpoints.resume_problem(c, config.world_size) == (None, [])]

@@ -140,6 +140,7 @@ class RunConfig:
     save_total_limit: int | None = None
     resume_from_checkpoint: str | None = None
     resume_weights_only: bool = False  # a checkpoint without optimizer/RNG state resumes only when asked for
+    resume_other_base_model: bool = False  # resuming onto a --model_id other than the run's base only when asked
     seed: int = 42
     debug: bool = False  # full tracebacks for errors in a user's code (rewards) instead of one line
     # how the settings were given
@@ -201,10 +202,30 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+def shown(value: Any, limit: int = 200) -> str:
+    """`repr(value)` cut to about `limit` characters, built without ever expanding more than that: an error
+    message never holds a 50 MB string or a list of millions."""
+    if isinstance(value, (list, tuple)):
+        parts, size = [], 0
+        for item in value:
+            parts.append(shown(item, limit))
+            size += len(parts[-1]) + 2
+            if size > limit:
+                return "[" + ", ".join(parts)[:limit] + f"... ({len(value)} items)]"
+        return "[" + ", ".join(parts) + "]"
+    if isinstance(value, str) and len(value) > limit:
+        return repr(value[:limit]) + f"... ({len(value)} characters)"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _flag(name: str, value: Any, origin: dict[str, str]) -> str:
-    shown = " ".join(map(str, value)) if isinstance(value, list) else value
+    flat = isinstance(value, list) and len(value) <= 50 and not any(isinstance(v, (list, dict)) for v in value)
+    shown_value = " ".join(map(str, value)) if flat else None if isinstance(value, (list, dict, tuple)) else value
+    if shown_value is None or len(str(shown_value)) > 200:
+        shown_value = shown(value)
     where = f" (from {origin[name]})" if name in origin else ""
-    return f"--{name} {shown}{where}"
+    return f"--{name} {shown_value}{where}"
 
 
 def _kind_ok(value: Any, kind: Any) -> bool:
@@ -252,7 +273,7 @@ def check_values(values: dict[str, Any], origin: dict[str, str] | None = None) -
             item = typing.get_args(list_kind)[0] if list_kind is not None and isinstance(value, list) else None
             bad = next((v for v in value if not _kind_ok(v, item)), value) if item is not None else value
             what = _kind_name(item) if item is not None and bad is not value else _kind_name(kind)
-            raise UsageError(f"{_flag(name, value, origin)}: {bad!r} is not {what}")
+            raise UsageError(f"{_flag(name, value, origin)}: {shown(bad)} is not {what}")
         if float in (kind, *typing.get_args(kind)) and isinstance(value, int):
             value = float(value)
         if list_kind == list[float] and isinstance(value, list):

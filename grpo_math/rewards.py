@@ -65,6 +65,28 @@ def values_problem(values: Any, n: int, where: str = "") -> str | None:
 
 
 
+def fresh_copy(value: Any) -> Any:
+    """`value` with every list, tuple and dict in it copied (strings and numbers are immutable; anything else,
+    such as TRL's trainer state or a logging callback, is passed as is): what each reward is called with, so a
+    reward that edits its `answer` list or clears `prompts` cannot change what the next reward sees."""
+    if isinstance(value, list):
+        return [fresh_copy(v) for v in value]
+    if isinstance(value, dict):
+        return {k: fresh_copy(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(fresh_copy(v) for v in value)
+    return value
+
+
+def describe_failure(e: BaseException) -> str:
+    """What a reward did, in words: "raised KeyError: 'x'", or "called sys.exit(3)" (a reward's exit is not the
+    run's: it must not end a run silently, let alone with exit code 0)."""
+    if isinstance(e, SystemExit):
+        return f"called sys.exit({'' if e.code is None else repr(e.code)[:100]})"
+    detail = " ".join(str(e).split())[:200]
+    return f"raised {type(e).__name__}: {detail}"
+
+
 def _per_item(values: Any, n: int, name: str) -> list:
     """Broadcast a keyword column to one value per completion (a single string or chat prompt repeats)."""
     if values is None:
@@ -289,8 +311,10 @@ def _load_user_reward(spec: str) -> Callable:
         sys.modules[mod_name] = module  # dataclasses and pickling look modules up here
         try:
             module_spec.loader.exec_module(module)
-        except Exception as e:  # the user's file: report which one and why, then stop
-            raise RewardError(f"--reward_funcs {spec!r}: running {str(path)!r} failed: {type(e).__name__}: {e}") from e
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # the user's file (a sys.exit() too): which one and why, then stop
+            raise RewardError(f"--reward_funcs {spec!r}: running {str(path)!r} {describe_failure(e)}") from e
     else:
         try:
             module = importlib.import_module(where)
@@ -353,10 +377,13 @@ def check_reward_funcs(funcs: list[Callable], *, gold: str = "72", prompt: Any =
     shared_worker().warm_up()
     for fn in funcs:
         name = getattr(fn, "__name__", repr(fn))
-        try:
-            values = fn(**kwargs)
-        except Exception as e:  # reported with the reward's name, then training stops
-            raise RewardError(f"reward {name!r} raised {type(e).__name__}: {e} on a perfect completion") from e
+        try:  # its own copies: a reward that edits them must not make the next one fail (and be blamed)
+            values = fn(**fresh_copy(kwargs))
+        except KeyboardInterrupt:  # the user's own Ctrl-C
+            raise
+        except BaseException as e:  # sys.exit() too: named, then training stops
+            raise RewardError(f"reward {name!r} {describe_failure(e)} on a perfect completion (the pre-training "
+                              "check, step 0)") from e
         problem = values_problem(values, n, " on a perfect completion")
         if problem:
             raise RewardError(f"reward {name!r} {problem}")

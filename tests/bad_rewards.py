@@ -51,3 +51,43 @@ def raises_at_step_1(completions, trainer_state=None, **kwargs):
     if trainer_state is not None:
         raise RuntimeError("cannot reach the grading server")
     return digit_share(completions)
+
+
+def exits_at_step_1(completions, trainer_state=None, **kwargs):  # sys.exit(0) once made the run exit 0, silently
+    if trainer_state is not None:
+        raise SystemExit(0)
+    return digit_share(completions)
+
+
+def exits_at_step_3(completions, trainer_state=None, **kwargs):
+    def leave():
+        raise SystemExit(3)
+
+    return _from_step_3(completions, trainer_state, leave)
+
+
+def exits_in_the_check(completions, **kwargs):
+    raise SystemExit(3)
+
+
+class _Abort(BaseException):
+    """Neither an Exception nor the user's Ctrl-C."""
+
+
+def aborts_at_step_1(completions, trainer_state=None, **kwargs):
+    if trainer_state is not None:
+        raise _Abort("gave up")
+    return digit_share(completions)
+
+
+def edits_its_columns(completions, answer=None, prompts=None, **kwargs):
+    """Grades, then 'cleans up' by editing the lists it was given in place."""
+    out = digit_share(completions)
+    if answer is not None:
+        answer[:] = ["0"] * len(answer)
+    if prompts is not None:
+        for p in prompts:
+            if isinstance(p, list):
+                p.clear()
+        prompts.clear()
+    return out

@@ -455,3 +455,21 @@ def test_eval_sh_scores_base_each_checkpoint_and_final(tiny_run, tiny_model_dir,
     final = json.loads((out / "final.json").read_text())
     assert final["config"]["base_model"] == str(tiny_model_dir) and final["metrics"]["n"] == 4
     assert final["config"]["max_completion_length"] == 6  # the run's, from run_config.json
+
+
+@pytest.mark.slow
+def test_rows_without_a_usable_gold_are_counted_said_and_stored(tiny_model_dir, tmp_path, capsys):
+    rows = [{"question": f"What is {i} + 1?", "answer": str(i + 1)} for i in range(4)]
+    rows += [{"question": "What is 7 + 1?", "answer": ""},  # no gold at all
+             {"question": "What is 8 + 1?", "answer": "\x00\x01\x02\ufffd"},  # binary bytes
+             {"question": "What is 9 + 1?", "answer": "#### " + "9" * 1_000_000},  # a million digits
+             {"question": "  ", "answer": "3"}]  # an empty question
+    data = tmp_path / "eight.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out_file = tmp_path / "res.json"
+    rc, out, err = _cli(capsys, "--model_dir", tiny_model_dir, "--dataset_id", data, "--split", "train",
+                        "--max_completion_length", 4, "--output_file", out_file)
+    assert rc == 0
+    assert "dropped 3 row(s) with no usable gold answer and 1 with an empty question" in err
+    config = json.loads(out_file.read_text())["config"]
+    assert (config["dropped_no_usable_gold"], config["dropped_empty_question"], config["n_examples"]) == (3, 1, 4)

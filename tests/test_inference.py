@@ -84,3 +84,11 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
     assert inference.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("inference.py: error: ") and message in err, err
+
+
+@pytest.mark.parametrize("questions, which", [([""], "question 1 of 1 is empty"),
+                                              (["What is 2 + 2?", " \n\t"], "question 2 of 2 is blank")])
+def test_an_empty_or_blank_question_is_one_line_naming_it(tiny_model_dir, capsys, questions, which):
+    assert inference.main(["--model_dir", str(tiny_model_dir), *questions]) == 2
+    err = capsys.readouterr().err
+    assert which in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

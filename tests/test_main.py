@@ -149,8 +149,13 @@ def test_a_run_that_stopped_before_its_first_step_does_not_block_the_same_comman
 def test_demo_replaces_only_an_earlier_demo_run(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "checkpoint-8").mkdir()
-    (tmp_path / "run" / "run_config.json").write_text(json.dumps({"args": {"demo": True}}))
+    demo = {"demo": True, "model_id": str(tmp_path / "run" / "base_model"), "dataset_id": "arithmetic:1"}
+    (tmp_path / "run" / "run_config.json").write_text(json.dumps({"args": demo}))
     assert args_for("--demo", tmp_path=tmp_path).overwrite_output_dir  # rerunning the demo just works
+    # a --demo run of the user's own model (issue 23.9) is a real run: it is not the built-in demo
+    (tmp_path / "run" / "run_config.json").write_text(json.dumps({"args": {**demo, "model_id": "/m/x.gguf"}}))
+    with pytest.raises(UsageError, match="already holds a run"):
+        args_for("--demo", "--max_steps", "2", tmp_path=tmp_path)
     (tmp_path / "run" / "run_config.json").write_text(json.dumps({"args": {"demo": False}}))
     with pytest.raises(UsageError, match="already holds a run"):  # a real run is never wiped by --demo
         args_for("--demo", tmp_path=tmp_path)

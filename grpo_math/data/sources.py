@@ -251,7 +251,7 @@ def _pick(columns: Sequence[str], names: Sequence[str]) -> str | None:
 
 
 def _to_contract(rows: Iterable[dict], columns: Sequence[str], name: str, max_samples: int | None,
-                 template: str, lang: str, system_prompt: str | None) -> datasets.Dataset:
+                 template: str, lang: str, system_prompt: str | None, dropped: dict | None = None) -> datasets.Dataset:
     q_col, a_col, s_col = (_pick(columns, n) for n in (QUESTION_COLUMNS, ANSWER_COLUMNS, SOLUTION_COLUMNS))
     if q_col is None or (a_col is None and s_col is None):
         missing = "question" if q_col is None else "answer"
@@ -280,6 +280,8 @@ def _to_contract(rows: Iterable[dict], columns: Sequence[str], name: str, max_sa
             out["answer"].append(gold)
             out["solution"].append(solution or gold_text)  # GSM8K keeps its rationale in `answer`
             out["question"].append(question)
+    if dropped is not None:
+        dropped.update(empty_question=n_empty, no_usable_gold=n_no_gold)
     if n_empty or n_no_gold:
         logger.info("%s: dropped %d rows with an empty question and %d with no parseable gold answer",
                     name, n_empty, n_no_gold)
@@ -291,10 +293,12 @@ def _to_contract(rows: Iterable[dict], columns: Sequence[str], name: str, max_sa
 
 def load_math_dataset(dataset_id: str | DatasetId, split: str = "train", *, max_samples: int | None = None,
                       prompt_template: str = "think", prompt_lang: str = "en",
-                      system_prompt: str | None = None, seed: int = 0) -> datasets.Dataset:
+                      system_prompt: str | None = None, seed: int = 0, dropped: dict | None = None
+                      ) -> datasets.Dataset:
     """Load `split` of a hub id, local file/directory or "arithmetic" as prompt/answer/solution/question rows.
 
     `max_samples` keeps the first N usable rows after slicing; `seed` only drives the arithmetic generator.
+    `dropped`, when given, gets the counts of rows left out: `empty_question`, `no_usable_gold`.
     """
     check_template(prompt_template, prompt_lang)
     if max_samples is not None and max_samples < 1:
@@ -317,7 +321,7 @@ def load_math_dataset(dataset_id: str | DatasetId, split: str = "train", *, max_
     if len(rows) == 0:  # an empty slice (test[2000:]) is not a file without columns
         raise DatasetError(f"{dataset_id}: split {split!r} selects no rows; check the slice bounds")
     ds = _to_contract(rows, columns, f"{dataset_id} [{split}]", max_samples, prompt_template, prompt_lang,
-                      system_prompt)
+                      system_prompt, dropped)
     logger.info("loaded %d rows from %s [%s] with the %s/%s template", len(ds), dataset_id, split,
                 prompt_template, prompt_lang)
     return ds
@@ -373,3 +377,20 @@ def filter_long_prompts(dataset: datasets.Dataset, tokenizer, max_prompt_length:
                            f"(shortest: {min(lengths)}); raise it to at least {min(lengths)}")
     logger.info("dropped %d of %d prompts longer than %d tokens", n_dropped, len(dataset), max_prompt_length)
     return (dataset.select(keep) if n_dropped else dataset), n_dropped
+
+
+def check_system_prompt(system_prompt: str | None, tokenizer, max_prompt_length: int | None) -> None:
+    """Raise DatasetError when `--system_prompt` alone is over `max_prompt_length` tokens: every prompt holds it,
+    so every row would be built (a 50 MB text times a thousand rows) and then dropped. Only a prefix is tokenized:
+    no token is longer than the longest vocabulary entry, so (max_prompt_length + 1) of those in characters
+    always hold more than max_prompt_length tokens."""
+    if not system_prompt or max_prompt_length is None:
+        return
+    longest = max((len(t) for t in tokenizer.get_vocab()), default=1)
+    prefix = system_prompt[:(max_prompt_length + 1) * max(longest, 1)]
+    n = len(tokenizer(prefix, add_special_tokens=False)["input_ids"])
+    if n > max_prompt_length:
+        more = "" if len(prefix) == len(system_prompt) else " or more"
+        raise DatasetError(f"--system_prompt ({len(system_prompt):,} characters) is {n}{more} tokens on its own, over "
+                           f"--max_prompt_length {max_prompt_length}: every prompt would be dropped; shorten it or "
+                           "raise --max_prompt_length")

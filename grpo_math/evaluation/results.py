@@ -68,6 +68,8 @@ class EvalSettings:
     command: str
     # known once the data and tokenizer are loaded, then once the eval has run
     dropped_long_prompts: int | None = None
+    dropped_no_usable_gold: int | None = None
+    dropped_empty_question: int | None = None
     n_examples: int | None = None
     started: str | None = None
     finished: str | None = None
@@ -75,7 +77,7 @@ class EvalSettings:
     def to_record(self) -> dict:
         """The settings as the results file stores them (the timestamps only once known)."""
         record = dataclasses.asdict(self)
-        for late in ("dropped_long_prompts", "n_examples", "started", "finished"):
+        for late in ("dropped_long_prompts", "dropped_no_usable_gold", "dropped_empty_question", "n_examples", "started", "finished"):
             if record[late] is None:
                 del record[late]
         return record

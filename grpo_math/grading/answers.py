@@ -32,6 +32,7 @@ Left out on purpose: partial credit for a near answer, reward for reasoning qual
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 from typing import Any
 
@@ -95,7 +96,17 @@ def normalize_gold(gold: str) -> str | None:
     A GSM8K rationale (`... #### 1,080`) gives `1080`; a solution ending in `\\boxed{}` gives the boxed
     content; a short answer comes back stripped.
     """
-    return None if gold is None else _normalize_gold(str(gold))
+    if gold is None:
+        return None
+    short = _normalize_gold(str(gold))
+    return short if short is None or gradable(short) else None
+
+
+def gradable(answer: str) -> bool:
+    """Whether a grader can read `answer`: a short answer (at most MAX_ANSWER_CHARS; a million digits is not
+    one) of text, without control characters or the U+FFFD that undecodable bytes become (binary data)."""
+    return len(answer) <= MAX_ANSWER_CHARS and "\ufffd" not in answer and not any(
+        unicodedata.category(c) in ("Cc", "Cs", "Co", "Cn") and c not in "\t\n\r" for c in answer)
 
 
 @lru_cache(maxsize=16_384)  # each gold is seen num_generations times per step

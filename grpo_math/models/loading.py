@@ -82,10 +82,12 @@ def load_model(model_id: str, dtype: torch.dtype, trust_remote_code: bool = Fals
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
+    from grpo_math.runs.divergence import nonfinite_parameter
+
     model_id = _source(model_id)
     try:
-        return AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype, trust_remote_code=trust_remote_code,
-                                                    **_offline_kwargs(model_id))
+        model = AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype, trust_remote_code=trust_remote_code,
+                                                     **_offline_kwargs(model_id))
     except OSError as e:
         if Path(model_id).exists():
             raise ModelLoadError(f"{model_id}: missing or corrupted model files ({str(e).splitlines()[0]})") from None
@@ -94,6 +96,11 @@ def load_model(model_id: str, dtype: torch.dtype, trust_remote_code: bool = Fals
         raise ModelLoadError(f"{model_id}: corrupted weights file ({str(e).splitlines()[0]})") from None
     except (ValueError, RuntimeError) as e:  # unknown architecture, shape mismatch
         raise ModelLoadError(f"{model_id}: cannot load the model ({str(e).splitlines()[0]})") from None
+    bad = nonfinite_parameter(model)  # it would give non-finite logits, and sampling would die in torch
+    if bad:
+        raise ModelLoadError(f"{model_id}: its weights are not finite ({bad} holds inf or NaN), so it gives non-finite "
+                             "logits; the model files (or a .gguf file's cached copy) are damaged: replace them")
+    return model
 
 
 _LORA_LAYERS = ("Linear", "Embedding", "Conv1d", "Conv2d", "Conv3d", "Conv1D", "MultiheadAttention")
@@ -169,6 +176,12 @@ def load_for_inference(model_dir: str, dtype: torch.dtype, device: str, base_mod
             model = PeftModel.from_pretrained(model, str(path)).merge_and_unload()
         except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as e:
             raise ModelLoadError(f"{model_dir}: corrupted or mismatched LoRA adapter ({str(e).splitlines()[0]})") from None
+        from grpo_math.runs.divergence import nonfinite_parameter
+
+        if bad := nonfinite_parameter(model):  # an adapter saved from a run that had diverged
+            raise ModelLoadError(f"{model_dir}: the adapter's weights are not finite (merged into {bad}: inf or "
+                                 "NaN), so the model gives non-finite logits; the run had diverged: use an earlier "
+                                 "checkpoint")
         tok_src = str(path) if (path / "tokenizer_config.json").is_file() else base_id
     else:
         base_id = model_dir

@@ -11,7 +11,8 @@ torch files' zip directory), and optimizer.pt, scheduler.pt and the RNG state ar
 `find_resume` turns `--resume_from_checkpoint` (a path, or `latest`: the newest resumable one) into a
 directory, logging each one it skips and why; a checkpoint without its optimizer or RNG state is an error
 naming the file unless `--resume_weights_only` asks for exactly that.
-Left out on purpose: reading tensor values (a whole file of NaNs is whole), and DeepSpeed/FSDP states beyond
+`find_resume` also reads the weights' values (divergence.py, numpy): a checkpoint of inf/NaN is never resumed.
+Left out on purpose: DeepSpeed/FSDP states beyond
 the presence of their directory. Nothing here imports torch, so eval.sh can ask cheaply.
 """
 
@@ -26,6 +27,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+from grpo_math.runs.divergence import checkpoint_nonfinite
 from grpo_math.runs.rundir import CHECKPOINT_RE, STAGING, checkpoint_dirs
 
 logger = logging.getLogger(__name__)
@@ -150,6 +152,7 @@ def find_resume(run_dir: str | Path, requested: str, *, weights_only: bool = Fal
     if requested != "latest":
         ckpt = Path(requested)
         problem, missing = resume_problem(ckpt, world_size)
+        problem = problem or checkpoint_nonfinite(ckpt)
         if problem:
             raise CheckpointError(f"--resume_from_checkpoint {requested}: {problem}")
         return _with_state(ckpt, missing, weights_only, flag=f"--resume_from_checkpoint {requested}")
@@ -157,6 +160,7 @@ def find_resume(run_dir: str | Path, requested: str, *, weights_only: bool = Fal
     skipped = []
     for step, ckpt in reversed(found):
         problem, missing = resume_problem(ckpt, world_size)
+        problem = problem or checkpoint_nonfinite(ckpt)  # an older version published diverged weights
         if problem:
             logger.warning("--resume_from_checkpoint latest: skipping %s: %s", ckpt.name, problem)
             skipped.append(f"{ckpt.name}: {problem}")

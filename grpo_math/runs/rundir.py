@@ -139,17 +139,32 @@ def holds_a_run(run_dir: str | Path) -> bool:
 
 
 def is_demo_run(run_dir: str | Path) -> bool:
-    """True when `run_dir` holds a run that `--demo` wrote (and so may replace)."""
+    """True when `run_dir` holds the built-in demo, which `--demo` may replace without asking: a `--demo` run of
+    its own tiny base model (RUN_DIR/base_model) on the built-in arithmetic task. A `--demo` run of a model or
+    dataset of the user's (--model_id X.gguf) is a real run: replacing it takes --overwrite_output_dir."""
     args = (read_run_config(run_dir) or {}).get("args")
-    return isinstance(args, dict) and bool(args.get("demo"))
+    if not (isinstance(args, dict) and args.get("demo") is True):
+        return False
+    model, dataset = args.get("model_id"), args.get("dataset_id")
+    if not (isinstance(model, str) and isinstance(dataset, str) and dataset.startswith("arithmetic")):
+        return False
+    try:
+        return Path(model).name == BASE_MODEL and Path(model).parent.resolve() == Path(run_dir).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return False
 
 
-def clear_run_dir(out: str | Path) -> None:
-    """Remove the outputs of an earlier run in `out`: only names this tool writes, never a user's own files."""
-    for child in Path(out).iterdir():
+def clear_run_dir(out: str | Path) -> list[str]:
+    """Remove the outputs of an earlier run in `out`: only names this tool writes, never a user's own files.
+    Returns the names removed (directories with a trailing /), sorted, for the line that says so."""
+    removed = []
+    for child in sorted(Path(out).iterdir()):
         if child.is_dir() and (CHECKPOINT_RE.fullmatch(child.name) or child.name in (FINAL, TENSORBOARD_DIR,
                                                                                       STAGING)):
             shutil.rmtree(child)
+            removed.append(child.name + "/")
         elif child.is_file() and child.name in RUN_FILES:
             child.unlink()
+            removed.append(child.name)
+    return removed
         # base_model/ stays: the demo's tiny base is rebuilt identically

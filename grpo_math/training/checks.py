@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from grpo_math.config import DEFAULT_MODEL, DEFAULTS, RunConfig, UsageError, check_values
-from grpo_math.data import hub
+from grpo_math.config import DEFAULT_MODEL, DEFAULTS, RunConfig, UsageError, check_values, shown
+from grpo_math.data.sources import hub
 from grpo_math.rewards import load_reward_funcs
 from grpo_math.runs import rundir, runlock
 from grpo_math.runtime.devices import is_main_process, local_world_size, resolve_placement, world_size
@@ -55,7 +55,32 @@ def _check_launch(v: dict[str, Any], placement, sharded: str | None) -> None:
                          f"{torch.cuda.device_count()} (torchrun --nproc_per_node), or --device cpu")
 
 
+def _reward_key(name: str) -> str:
+    """One spelling per reward: a user's file.py:fn by its resolved path, so ./r.py:fn and r.py:fn are one."""
+    where, _, fn = name.rpartition(":")
+    if where and (where.endswith(".py") or "/" in where or "\\" in where):
+        try:
+            return f"{Path(where).expanduser().resolve()}:{fn}"
+        except (OSError, RuntimeError, ValueError):
+            return name
+    return name
+
+
+def _check_rewards_listed_once(names: list[str]) -> None:
+    """A reward listed twice counts twice in every step's sum, and is called twice: a slip (or a generated
+    list), never a way to weigh it (--reward_weights is)."""
+    seen: set[str] = set()
+    for name in names:
+        if _reward_key(name) not in seen:
+            seen.add(_reward_key(name))
+        else:
+            times = sum(_reward_key(n) == _reward_key(name) for n in names) if len(names) <= 1000 else "many"
+            raise UsageError(f"--reward_funcs lists {shown(name, 120)} more than once ({times} times); list "
+                             "each reward once, and use --reward_weights to give one more weight")
+
+
 def _check_flag_combinations(v: dict[str, Any]) -> None:
+    _check_rewards_listed_once(v["reward_funcs"])
     if v["reward_weights"] is not None and len(v["reward_weights"]) != len(v["reward_funcs"]):
         raise UsageError(
             f"--reward_weights has {len(v['reward_weights'])} value(s) but --reward_funcs has "
@@ -138,6 +163,41 @@ def _check_output_dir(v: dict[str, Any]) -> bool:
     return overwrite
 
 
+def _same_model(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        pa, pb = Path(a).expanduser(), Path(b).expanduser()
+        return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
+def _check_same_base_model(v: dict[str, Any], model_id: str) -> None:
+    """A resumed run continues from the base it was trained from: the adapter applied to another model of the
+    same shapes trains on without a word, and run_config.json would lose the record of the true base."""
+    resume = v["resume_from_checkpoint"]
+    if not resume:
+        return
+    run_dir = Path(v["output_dir"]) if resume == "latest" else Path(resume).parent
+    args = (rundir.read_run_config(run_dir) or {}).get("args")
+    earlier = args.get("model_id") if isinstance(args, dict) else None
+    if not isinstance(earlier, str) or _same_model(earlier, model_id):
+        return
+    if v["demo"] and not v["model_id"] and Path(earlier).name == rundir.BASE_MODEL:
+        return  # the demo's own tiny base, rebuilt identically in each run directory (a moved or copied run)
+    if v["resume_other_base_model"]:
+        import logging
+
+        logging.getLogger(__name__).warning("resuming a run trained from %s onto %s (--resume_other_base_model)",
+                                            earlier, model_id)
+        return
+    raise UsageError(f"--resume_from_checkpoint {resume}: the run was trained from {earlier[:300]}, but --model_id "
+                     f"is {model_id[:300]}; resume with --model_id {earlier[:300]}, or pass --resume_other_base_model "
+                     "to apply the adapter to "
+                     "the other model anyway")
+
+
 def resolve(values: dict[str, Any], origin: dict[str, str] | None = None) -> RunConfig:
     """Check every value and every combination, then build the frozen RunConfig and, from it, the rewards.
 
@@ -166,6 +226,7 @@ def resolve_checked(v: dict[str, Any]) -> RunConfig:
     if not v["model_id"]:
         resolved["model_id"] = (str((Path(v["output_dir"]) / rundir.BASE_MODEL).resolve()) if build_tiny
                                 else DEFAULT_MODEL)
+    _check_same_base_model(v, resolved.get("model_id", v["model_id"]))
     if v["learning_rate"] is None:
         # LoRA's low-rank update moves the function less per unit step than full fine-tuning: ~10x the rate
         resolved["learning_rate"] = 1e-6 if v["full_finetune"] else 1e-5

@@ -39,7 +39,10 @@ from typing import Any, Callable
 import torch
 
 from grpo_math.runs import checkpoints
-from grpo_math.rewards import RewardFailure, values_problem
+from grpo_math.runs.divergence import (Diverged, is_nonfinite_sampling, nonfinite_gradient, nonfinite_parameter,
+                                  what_to_lower)
+from grpo_math.runtime.interrupts import Stopped
+from grpo_math.rewards import RewardFailure, describe_failure, fresh_copy, values_problem
 from grpo_math.models.rollout import InferenceCopy, UnsupportedModelError
 from grpo_math.runs.rundir import as_number
 
@@ -120,11 +123,12 @@ def guard_reward(fn: Callable, when: str | None = None) -> Callable:
         state = kwargs.get("trainer_state")
         # the step being computed (TRL passes its state to rewards)
         step = when or (f"step {state.global_step + 1}" if state is not None else "a step")
-        try:
-            values = fn(*args, **kwargs)
-        except Exception as e:  # a user's code: reported with its name, the cause kept for --debug
-            detail = " ".join(str(e).split())[:200]
-            raise RewardFailure(f"reward {name!r} raised {type(e).__name__}: {detail} at {step}") from e
+        try:  # each reward gets its own copies of the columns: one that edits them cannot mislead the next
+            values = fn(*fresh_copy(args), **fresh_copy(kwargs))
+        except (KeyboardInterrupt, Stopped):  # the user's own Ctrl-C, and a signal's graceful stop
+            raise
+        except BaseException as e:  # a user's code, sys.exit() included: named, cause kept for --debug
+            raise RewardFailure(f"reward {name!r} {describe_failure(e)} at {step}") from e
         completions = kwargs["completions"] if "completions" in kwargs else args[0] if args else ()
         problem = values_problem(values, len(completions), f" at {step}")
         if problem:
@@ -146,6 +150,22 @@ class _StopIfScheduleDone(TrainerCallback):
             raise AlreadyTrained(f"step {state.global_step} of {state.max_steps}")
 
 
+class _StopOnDivergence(TrainerCallback):
+    # after clipping, before the optimizer step: a NaN gradient norm never reaches the weights
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if model is not None and nonfinite_gradient(model):
+            raise Diverged(f"training diverged at step {state.global_step + 1}: the gradient norm is not finite "
+                           f"(inf or NaN); {what_to_lower(args.learning_rate)}")
+
+
+def check_finite_weights(trainer: Any, what: str) -> None:
+    """Refuse to write `what` (a checkpoint, final/) from weights holding inf or NaN; Diverged names one."""
+    name = nonfinite_parameter(trainer.accelerator.unwrap_model(trainer.model), trainable_only=True)
+    if name:
+        raise Diverged(f"training diverged by step {trainer.state.global_step}: {name} holds inf or NaN, so "
+                       f"{what} was not written; {what_to_lower(trainer.args.learning_rate)}")
+
+
 class GuardedGRPOTrainer(GRPOTrainer):
     """`GRPOTrainer` with whole checkpoints, checked rewards and weights-only resume (see the module docstring)."""
 
@@ -154,6 +174,7 @@ class GuardedGRPOTrainer(GRPOTrainer):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.add_callback(_StopIfScheduleDone())
+        self.add_callback(_StopOnDivergence())
         # reward models (nn.Module) and async rewards keep TRL's own handling
         self.reward_funcs = [f if isinstance(f, torch.nn.Module) or inspect.iscoroutinefunction(f)
                              else guard_reward(f) for f in self.reward_funcs]
@@ -168,6 +189,7 @@ class GuardedGRPOTrainer(GRPOTrainer):
     def _save_checkpoint(self, model, trial):
         run_dir = Path(self._get_output_dir(trial))
         name = f"checkpoint-{self.state.global_step}"
+        check_finite_weights(self, name)  # on every rank: each holds the same weights, so all stop together
         staged = checkpoints.staging_dir(run_dir) / name
         self._saving_aside = True
         try:
@@ -185,6 +207,20 @@ class GuardedGRPOTrainer(GRPOTrainer):
         # no rank returns before the checkpoint has its name: after a stop the ranks exit next, and a launcher
         # stops the rest as soon as one exits, which could catch rank 0 mid-rename
         self.accelerator.wait_for_everyone()
+
+    def training_step(self, *args: Any, **kwargs: Any):
+        step = self.state.global_step + 1
+        try:  # generation (TRL generates inside training_step) and the loss
+            loss = super().training_step(*args, **kwargs)
+        except RuntimeError as e:
+            if not is_nonfinite_sampling(e):
+                raise
+            raise Diverged(f"the model gives non-finite logits (inf or NaN) at step {step}, so no completion can be "
+                           f"sampled: training has diverged; {what_to_lower(self.args.learning_rate)}") from e
+        if not bool(torch.isfinite(loss).all()):
+            raise Diverged(f"training diverged at step {step}: the loss is {loss.float().mean().item():g}; "
+                           f"{what_to_lower(self.args.learning_rate)}")
+        return loss
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         if not self.resume_weights_only:
