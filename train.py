@@ -15,7 +15,6 @@ Left out on purpose: anything a flag does not ask for (no hidden schedules, no a
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import signal
@@ -31,6 +30,7 @@ from grpo_math.checkpoints import CheckpointError
 from grpo_math.config import RunConfig
 from grpo_math.data import DatasetError, default_eval_split, filter_long_prompts, load_math_dataset
 from grpo_math.devices import dtype_name, is_main_process
+from grpo_math.diskfull import DiskFull, is_disk_full, writing
 from grpo_math.interrupts import GracefulStop, Stopped
 from grpo_math.model_io import ModelLoadError, load_model, load_tokenizer
 from grpo_math.provenance import git_commit, package_versions
@@ -147,6 +147,8 @@ def run(config: RunConfig) -> Path:
         tail = (f"final/ is complete; `python visualize.py {config.output_dir}` redraws the plots" if stop.finished
                 else _where_to_resume(config))
         raise Stopped(e.signum, f"{e}; {tail}") from None
+    except DiskFull as e:  # nothing written is lost: checkpoints and final/ are published whole or not at all
+        raise RunError(f"{e}; free some, then: {_where_to_resume(config)}") from None
     finally:
         stop.restore()
         if lock is not None:
@@ -175,7 +177,8 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
     if config.build_tiny_model:  # --demo: the tiny model after its supervised warm start (shipped)
         from grpo_math.warm_start import warm_start_model
 
-        warm_start_model(config.model_id)
+        with writing(f"the demo's base model ({config.model_id})", config.model_id):
+            warm_start_model(config.model_id)
     try:
         train_ds = load_math_dataset(
             config.dataset_id, config.split, max_samples=config.max_samples, prompt_template=config.prompt_template,
@@ -240,7 +243,8 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
     if main_process:
         if config.overwrite_output_dir and not resume and (out / rundir.RUN_CONFIG).exists():
             rundir.clear_run_dir(out)
-        write_run_config(config, {"train_rows": len(train_ds), "dropped_long_prompts": n_dropped})
+        with writing(str(out / rundir.RUN_CONFIG), out):
+            write_run_config(config, {"train_rows": len(train_ds), "dropped_long_prompts": n_dropped})
     stop.training = True  # from here a signal means "save and stop after the step in progress"
     try:
         trainer.train(resume_from_checkpoint=resume)
@@ -250,11 +254,10 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
         if config.debug:
             raise
         raise RunError(f"{e}; {_where_to_resume(config)}") from None
-    except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+    except (OSError, RuntimeError) as e:  # a full disk outside a checkpoint's save (completions.jsonl, the logs)
+        if not is_disk_full(e, out):
             raise
-        raise RunError(f"no space left on the device writing {e.filename or out}; free some, then: "
-                       f"{_where_to_resume(config)}") from None
+        raise DiskFull(f"no space left on the device writing {getattr(e, 'filename', None) or out}") from e
     finally:
         console.close()  # the bar and its log redirection, also when a step raises
         stop.training = False
@@ -266,15 +269,21 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
     stop.stage = "while writing final/"
     final = out / rundir.FINAL
     staged = checkpoints.staging_dir(out) / rundir.FINAL
-    trainer.save_model(str(staged))  # collective under DeepSpeed/FSDP: every process calls it, rank 0 writes
-    trainer.accelerator.wait_for_everyone()  # every shard is on disk before rank 0 renames final/ into place
-    if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(str(staged))
-        if config.merge:
-            merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
-            merged.save_pretrained(str(staged / "merged"))
-            tokenizer.save_pretrained(str(staged / "merged"))
-        checkpoints.publish(staged, final)
+    try:
+        with writing(f"final/ ({staged})", out):
+            trainer.save_model(str(staged))  # collective under DeepSpeed/FSDP: every process calls it, rank 0 saves
+            trainer.accelerator.wait_for_everyone()  # every shard is on disk before rank 0 renames final/ into place
+            if trainer.is_world_process_zero():
+                tokenizer.save_pretrained(str(staged))
+                if config.merge:
+                    merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+                    merged.save_pretrained(str(staged / "merged"))
+                    tokenizer.save_pretrained(str(staged / "merged"))
+                checkpoints.publish(staged, final)
+    except DiskFull:
+        if trainer.is_world_process_zero():
+            checkpoints.discard(staged)  # gives the space back; the checkpoints are untouched
+        raise
     stop.stage, stop.finished = "while drawing the plots", True
     logger.info("done in %.1f s; final model in %s", time.time() - t0, final)
 

@@ -39,6 +39,7 @@ from typing import Any, Callable
 import torch
 
 from grpo_math import checkpoints
+from grpo_math.diskfull import writing
 from grpo_math.rewards import RewardFailure, values_problem
 from grpo_math.rollout import InferenceCopy, UnsupportedModelError
 from grpo_math.rundir import as_number
@@ -171,7 +172,8 @@ class GuardedGRPOTrainer(GRPOTrainer):
         staged = checkpoints.staging_dir(run_dir) / name
         self._saving_aside = True
         try:
-            super()._save_checkpoint(model, trial)  # TRL's and transformers' own save, into `staged`
+            with writing(f"{name} ({staged})", run_dir):  # safetensors and torch report a full disk their own ways
+                super()._save_checkpoint(model, trial)  # TRL's and transformers' own save, into `staged`
         except BaseException:
             if self.args.should_save:
                 checkpoints.discard(staged)  # gives back the space a full disk needs
