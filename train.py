@@ -310,6 +310,9 @@ def _resolve_resume(config: RunConfig) -> str | None:
         raise RunError(str(e)) from None
     if ckpt is None:
         return None
+    problem = checkpoints.lora_rank_problem(ckpt, None if config.full_finetune else config.lora_r)
+    if problem:
+        raise RunError(problem)
     later = checkpoints.checkpoints_after(config.output_dir, ckpt) if config.resume_from_checkpoint != "latest" \
         else []  # latest has logged the newer ones it skipped
     if later:
