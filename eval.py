@@ -321,7 +321,7 @@ def _run(model, tokenizer, dataset, config: dict, partial: Path, rewards: list, 
          generate_fn: GenerateFn | None, started: str) -> int:
     out = Path(config["output_file"])
     try:
-        with writing(str(partial), partial):
+        with writing("the partial results", partial):
             metrics, records = evaluate(
                 model, tokenizer, dataset, max_completion_length=config["max_completion_length"],
                 batch_size=config["batch_size"], temperature=config["temperature"], top_p=config["top_p"],
@@ -333,7 +333,7 @@ def _run(model, tokenizer, dataset, config: dict, partial: Path, rewards: list, 
               file=sys.stderr)
         return 130
     config = {**config, "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    with writing(str(out), out):  # write_atomic: the earlier results file stays whole
+    with writing("the results", out):  # write_atomic: the earlier results file stays whole
         write_atomic(out, json.dumps({"config": config, "metrics": metrics, "records": records}, indent=1,
                                      ensure_ascii=False) + "\n")
     partial.unlink(missing_ok=True)

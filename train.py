@@ -177,7 +177,7 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
     if config.build_tiny_model:  # --demo: the tiny model after its supervised warm start (shipped)
         from grpo_math.warm_start import warm_start_model
 
-        with writing(f"the demo's base model ({config.model_id})", config.model_id):
+        with writing("the demo's base model", config.model_id):
             warm_start_model(config.model_id)
     try:
         train_ds = load_math_dataset(
@@ -243,7 +243,7 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
     if main_process:
         if config.overwrite_output_dir and not resume and (out / rundir.RUN_CONFIG).exists():
             rundir.clear_run_dir(out)
-        with writing(str(out / rundir.RUN_CONFIG), out):
+        with writing(rundir.RUN_CONFIG, out / rundir.RUN_CONFIG):
             write_run_config(config, {"train_rows": len(train_ds), "dropped_long_prompts": n_dropped})
     stop.training = True  # from here a signal means "save and stop after the step in progress"
     try:
@@ -270,7 +270,7 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
     final = out / rundir.FINAL
     staged = checkpoints.staging_dir(out) / rundir.FINAL
     try:
-        with writing(f"final/ ({staged})", out):
+        with writing("final/", staged):
             trainer.save_model(str(staged))  # collective under DeepSpeed/FSDP: every process calls it, rank 0 saves
             trainer.accelerator.wait_for_everyone()  # every shard is on disk before rank 0 renames final/ into place
             if trainer.is_world_process_zero():

@@ -1,7 +1,7 @@
 """A full disk, however the writer reports it, as one line that names what was being written.
 
-    with writing("final/ (ckpts/demo/final)", "ckpts/demo"):
-        model.save_pretrained(staged)          # a full disk here raises DiskFull, a one-line ValueError
+    with writing("final/", staged):
+        model.save_pretrained(staged)     # a full disk: DiskFull("no space left on the device writing final/ (PATH)")
 
 Plain writes and shutil raise an OSError with errno ENOSPC (or EDQUOT, a quota), shutil.copytree collects the
 files it could not copy into one `shutil.Error` whose text carries each one's "[Errno 28]", safetensors raises
@@ -58,8 +58,9 @@ def is_disk_full(exc: BaseException, where: str | Path | None = None) -> bool:
 
 
 @contextmanager
-def writing(what: str, where: str | Path | None = None) -> Iterator[None]:
-    """Turn a full disk while writing `what` (to the disk holding `where`) into DiskFull; other errors pass."""
+def writing(what: str, where: str | Path) -> Iterator[None]:
+    """Turn a full disk while writing `what` at `where` into DiskFull naming both (the file that failed, when
+    the error names it); other errors pass."""
     try:
         yield
     except DiskFull:
@@ -67,4 +68,5 @@ def writing(what: str, where: str | Path | None = None) -> Iterator[None]:
     except Exception as e:
         if not is_disk_full(e, where):
             raise
-        raise DiskFull(f"no space left on the device writing {what}") from e
+        at = getattr(e, "filename", None) or where  # an OSError names the very file
+        raise DiskFull(f"no space left on the device writing {what} ({at})") from e

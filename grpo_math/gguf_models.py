@@ -70,7 +70,8 @@ def local_source(model_id: str) -> str:
             return str(out)
         logger.warning("%s: the cached copy of %s is damaged (%s); converting it again", out, path, problem)
         try:
-            os.replace(out, out.with_name(f".{out.name}.damaged{os.getpid()}"))  # a hidden leftover: the next line removes it
+            # moved aside as a hidden leftover, which the conversion below removes
+            os.replace(out, out.with_name(f".{out.name}.damaged{os.getpid()}"))
         except OSError as e:
             raise GGUFError(f"{out}: this cached copy of {path} is damaged ({problem}) and cannot be moved aside "
                             f"({e.strerror or e}); delete it, and the next run converts the file again") from None

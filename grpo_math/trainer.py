@@ -172,7 +172,7 @@ class GuardedGRPOTrainer(GRPOTrainer):
         staged = checkpoints.staging_dir(run_dir) / name
         self._saving_aside = True
         try:
-            with writing(f"{name} ({staged})", run_dir):  # safetensors and torch report a full disk their own ways
+            with writing(name, staged):  # safetensors and torch report a full disk their own ways
                 super()._save_checkpoint(model, trial)  # TRL's and transformers' own save, into `staged`
         except BaseException:
             if self.args.should_save:

@@ -62,7 +62,7 @@ def test_is_disk_full_tells_each_writer_s_words_from_other_errors(tmp_path):
 def test_torch_s_writer_error_counts_when_the_disk_is_nearly_full(tmp_path, monkeypatch):
     monkeypatch.setattr(diskfull, "free_bytes", lambda path: 4096)
     assert diskfull.is_disk_full(RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos"), tmp_path)
-    with pytest.raises(diskfull.DiskFull, match=r"^no space left on the device writing x.bin$"):
+    with pytest.raises(diskfull.DiskFull, match=rf"^no space left on the device writing x.bin \({tmp_path}\)$"):
         with diskfull.writing("x.bin", tmp_path):
             raise RuntimeError("basic_ios::clear: iostream error")
 
@@ -124,7 +124,8 @@ def test_eval_s_full_disk_keeps_the_finished_records_and_the_earlier_results(tin
     assert ev.main(argv) == 2
     line = one_line_error(capsys, "eval.py")
     partial = tmp_path / "results.json.partial.jsonl"
-    assert f"no space left on the device writing {out}; the finished records are kept in {partial}" in line
+    assert f"no space left on the device writing the results ({out}); the finished records are kept in {partial}" \
+        in line
     assert out.read_text() == "earlier results\n" and len(partial.read_text().splitlines()) == 4  # header + 3
     monkeypatch.setattr(ev, "write_atomic", real)
     assert ev.main(argv) == 0  # the same command resumes: nothing generated again
