@@ -41,6 +41,7 @@ from grpo_math.evaluation.results import EvalError, EvalSettings, differing_sett
 from grpo_math.evaluation.results import format_table, summarize  # the --summarize path and its API
 from grpo_math.runs.rundir import CHECKPOINT_RE, checkpoint_dirs, find_run, read_run_config, write_atomic
 from grpo_math.evaluation.scoring import GenerateFn, eos_token_ids, evaluate  # evaluate: eval.py's API
+from grpo_math.runs.diskfull import DiskFull, writing
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -265,6 +266,7 @@ def prepare(a: argparse.Namespace) -> tuple | None:
 
     config, rewards = resolve_config(a)
     out = Path(config.output_file)
+    _check_output_file(out)  # before the dataset and the model load: a bad path costs nothing
     if a.skip_existing and out.is_file():
         try:
             old = json.loads(out.read_text(encoding="utf-8"))
@@ -300,26 +302,48 @@ def prepare(a: argparse.Namespace) -> tuple | None:
     return model, tokenizer, dataset, config, partial, rewards
 
 
+def _check_output_file(out: Path) -> None:
+    """--output_file must name a file, in a directory or where one can be made."""
+    for path in (out, out.with_name(out.name + ".partial.jsonl")):
+        if path.is_dir():
+            raise EvalError(f"--output_file {out}: {path} is a directory; name a file, e.g. {out / 'results.json'}")
+    blocking = next((d for d in out.parents if d.exists() and not d.is_dir()), None)
+    if blocking is not None:
+        raise EvalError(f"--output_file {out}: {blocking} is a file, not a directory; pick another path")
+
+
 def run(model, tokenizer, dataset, config: EvalSettings, partial: Path, rewards: list, progress: bool | None = None) -> int:
     """Evaluate with `config` (see prepare), resuming from `partial`; write the results JSON atomically."""
-    out = Path(config.output_file)
     eos = eos_token_ids(model, tokenizer)
     generate_fn = _vllm_generate_fn(model, tokenizer, config, eos) if config.use_vllm else None
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     try:
-        metrics, records = evaluate(
-            model, tokenizer, dataset, max_completion_length=config.max_completion_length,
-            batch_size=config.batch_size, temperature=config.temperature, top_p=config.top_p,
-            num_samples=config.num_samples, seed=config.seed, records_file=partial,
-            progress=sys.stderr.isatty() if progress is None else progress,
-            reward_funcs=rewards, reward_weights=config.reward_weights, generate_fn=generate_fn)
+        return _run(model, tokenizer, dataset, config, partial, rewards, progress, generate_fn, started)
+    except DiskFull as e:  # finished records stay in the partial file (a torn last line is cut on resume)
+        print(f"eval.py: error: {e}; the finished records are kept in {partial}: free some space, then rerun the "
+              "same command to resume", file=sys.stderr)
+        return 2
+
+
+def _run(model, tokenizer, dataset, config: EvalSettings, partial: Path, rewards: list, progress: bool | None,
+         generate_fn: GenerateFn | None, started: str) -> int:
+    out = Path(config.output_file)
+    try:
+        with writing("the partial results", partial):
+            metrics, records = evaluate(
+                model, tokenizer, dataset, max_completion_length=config.max_completion_length,
+                batch_size=config.batch_size, temperature=config.temperature, top_p=config.top_p,
+                num_samples=config.num_samples, seed=config.seed, records_file=partial,
+                progress=sys.stderr.isatty() if progress is None else progress,
+                reward_funcs=rewards, reward_weights=config.reward_weights, generate_fn=generate_fn)
     except KeyboardInterrupt:
         print(f"eval.py: interrupted; finished records are in {partial}, rerun the same command to resume",
               file=sys.stderr)
         return 130
     config = dataclasses.replace(config, started=started, finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    write_atomic(out, json.dumps({"config": config.to_record(), "metrics": metrics, "records": records}, indent=1,
-                                 ensure_ascii=False) + "\n")
+    with writing("the results", out):  # write_atomic: the earlier results file stays whole
+        write_atomic(out, json.dumps({"config": config.to_record(), "metrics": metrics, "records": records},
+                                     indent=1, ensure_ascii=False) + "\n")
     partial.unlink(missing_ok=True)
     print(summary_line(config, metrics, out))
     return 0

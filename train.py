@@ -15,7 +15,6 @@ Left out on purpose: anything a flag does not ask for (no hidden schedules, no a
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import signal
@@ -35,6 +34,7 @@ from grpo_math.runs.divergence import Diverged
 from grpo_math.runtime.interrupts import GracefulStop, Stopped
 from grpo_math.models.loading import ModelLoadError, load_model, load_tokenizer
 from grpo_math.runs.provenance import git_commit, package_versions
+from grpo_math.runs.diskfull import DiskFull, is_disk_full, writing
 from grpo_math.rewards import RewardError, RewardFailure, check_reward_funcs
 from grpo_math.runs.runlock import RunDirBusy, RunLock
 
@@ -148,6 +148,8 @@ def run(config: RunConfig) -> Path:
         tail = (f"final/ is complete; `python visualize.py {config.output_dir}` redraws the plots" if stop.finished
                 else where_to_resume(config))
         raise Stopped(e.signum, f"{e}; {tail}") from None
+    except DiskFull as e:  # nothing written is lost: checkpoints and final/ are published whole or not at all
+        raise RunError(f"{e}; free some, then: {where_to_resume(config)}") from None
     finally:
         stop.restore()
         if lock is not None:
@@ -176,7 +178,8 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
     if config.build_tiny_model:  # --demo: the tiny model after its supervised warm start (shipped)
         from grpo_math.models.warm_start import warm_start_model
 
-        warm_start_model(config.model_id)
+        with writing("the demo's base model", config.model_id):
+            warm_start_model(config.model_id)
     try:  # the tokenizer first: a system prompt over the limit alone fails before any prompt is built
         tokenizer = load_tokenizer(config.model_id, config.trust_remote_code)
         check_system_prompt(config.system_prompt, tokenizer, config.max_prompt_length)
@@ -243,7 +246,8 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
         if config.overwrite_output_dir and not resume and (out / rundir.RUN_CONFIG).exists():
             removed = rundir.clear_run_dir(out)  # --overwrite_output_dir, or --demo over the built-in demo
             logger.warning("replacing the earlier run in %s: removed %s", out, ", ".join(removed) or "nothing")
-        write_run_config(config, {"train_rows": len(train_ds), "dropped_long_prompts": n_dropped})
+        with writing(rundir.RUN_CONFIG, out / rundir.RUN_CONFIG):
+            write_run_config(config, {"train_rows": len(train_ds), "dropped_long_prompts": n_dropped})
     stop.training = True  # from here a signal means "save and stop after the step in progress"
     try:
         trainer.train(resume_from_checkpoint=resume)
@@ -255,11 +259,10 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
         raise RunError(f"{e}; {where_to_resume(config)}") from None
     except Diverged as e:  # a non-finite loss, gradient, weight or logit: nothing non-finite was written
         raise RunError(f"{e}; {where_to_resume(config)}") from None
-    except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+    except (OSError, RuntimeError) as e:  # a full disk outside a checkpoint's save (completions.jsonl, the logs)
+        if not is_disk_full(e, out):
             raise
-        raise RunError(f"no space left on the device writing {e.filename or out}; free some, then: "
-                       f"{where_to_resume(config)}") from None
+        raise DiskFull(f"no space left on the device writing {getattr(e, 'filename', None) or out}") from e
     finally:
         console.close()  # the bar and its log redirection, also when a step raises
         stop.training = False
@@ -275,22 +278,27 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
         guarded.check_finite_weights(trainer, "final/")
     except Diverged as e:
         raise RunError(f"{e}; {where_to_resume(config)}") from None
-    trainer.save_model(str(staged))  # collective under DeepSpeed/FSDP: every process calls it, rank 0 writes
-    trainer.accelerator.wait_for_everyone()  # every shard is on disk before rank 0 renames final/ into place
-    if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(str(staged))
-        if config.merge:
-            merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
-            merged.save_pretrained(str(staged / "merged"))
-            tokenizer.save_pretrained(str(staged / "merged"))
-        checkpoints.publish(staged, final)
+    try:
+        with writing("final/", staged):
+            trainer.save_model(str(staged))  # collective under DeepSpeed/FSDP: every process calls it, rank 0 saves
+            trainer.accelerator.wait_for_everyone()  # every shard is on disk before rank 0 renames final/ into place
+            if trainer.is_world_process_zero():
+                tokenizer.save_pretrained(str(staged))
+                if config.merge:
+                    merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+                    merged.save_pretrained(str(staged / "merged"))
+                    tokenizer.save_pretrained(str(staged / "merged"))
+                checkpoints.publish(staged, final)
+    except DiskFull:
+        if trainer.is_world_process_zero():
+            checkpoints.discard(staged)  # gives the space back; the checkpoints are untouched
+        raise
     stop.stage, stop.finished = "while drawing the plots", True
     logger.info("done in %.1f s; final model in %s", time.time() - t0, final)
 
     # 8. plots, training_report.json and the summary; a plotting failure never fails a finished run
     if trainer.is_world_process_zero():
-        print_summary(out, console.health, wall_time_s=time.time() - t0,
-                      tensorboard="tensorboard" in config.report_to,
+        print_summary(out, console.health, wall_time_s=time.time() - t0, tensorboard="tensorboard" in config.report_to,
                       started_from=DEMO_START if config.build_tiny_model else None)
     return final
 
@@ -310,6 +318,9 @@ def _resolve_resume(config: RunConfig) -> str | None:
         raise RunError(str(e)) from None
     if ckpt is None:
         return None
+    problem = checkpoints.lora_rank_problem(ckpt, None if config.full_finetune else config.lora_r)
+    if problem:
+        raise RunError(problem)
     later = checkpoints.checkpoints_after(config.output_dir, ckpt) if config.resume_from_checkpoint != "latest" \
         else []  # latest has logged the newer ones it skipped
     if later:

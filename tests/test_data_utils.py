@@ -14,7 +14,7 @@ import datasets
 import pytest
 
 import data_utils as du
-from grpo_math.data.sources import hub
+from grpo_math.data import hub
 from data_utils import DatasetError, load_math_dataset
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

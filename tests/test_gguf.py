@@ -22,13 +22,14 @@ SAMPLE = ("<|im_start|>user\nAna has 7 apples and gets 5 more. How many?<|im_end
           "<think>7 + 5 = 12</think><answer>\\boxed{12}</answer><|im_end|>")
 
 
-def write_tiny_gguf(path: Path, seed: int = 0) -> tuple[torch.nn.Module, object]:
+def write_tiny_gguf(path: Path, seed: int = 0, arch: str = "qwen2") -> tuple[torch.nn.Module, object]:
     """The tiny Qwen2 model and its tokenizer as a float32 GGUF file at `path`, as llama.cpp's converter lays
-    them out (gguf's own tensor-name map, a gpt2-style BPE vocabulary with merges). Returns (model, tokenizer)."""
+    them out (gguf's own tensor-name map, a gpt2-style BPE vocabulary with merges). Returns (model, tokenizer).
+    `arch="llama"` labels the same tensors a llama file: one that carries attention biases."""
     tok = build_tokenizer()
     model = build_model(tok, seed=seed)
     cfg = model.config
-    w = gguf.GGUFWriter(str(path), arch="qwen2")
+    w = gguf.GGUFWriter(str(path), arch=arch)
     w.add_name("tiny-qwen2")
     w.add_context_length(cfg.max_position_embeddings)
     w.add_embedding_length(cfg.hidden_size)
@@ -50,7 +51,7 @@ def write_tiny_gguf(path: Path, seed: int = 0) -> tuple[torch.nn.Module, object]
     w.add_eos_token_id(tok.eos_token_id)
     w.add_pad_token_id(tok.pad_token_id)
     w.add_chat_template(tok.chat_template)
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.QWEN2, cfg.num_hidden_layers)
+    names = gguf.get_tensor_name_map(getattr(gguf.MODEL_ARCH, arch.upper()), cfg.num_hidden_layers)
     for name, tensor in model.state_dict().items():
         if name != "lm_head.weight":  # tied to the embedding
             w.add_tensor(names.get_name(name, try_suffixes=(".weight", ".bias")), tensor.float().numpy())

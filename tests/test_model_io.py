@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from grpo_math.data.sources import hub
+from grpo_math.data import hub
 from grpo_math.models import loading as model_io
 from grpo_math.models.loading import ModelLoadError, load_for_inference, load_tokenizer, resolve_base_model
 

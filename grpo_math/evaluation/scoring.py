@@ -154,8 +154,29 @@ def score_completions(rows: Sequence[dict], texts: Sequence[str], completion_ids
     return out
 
 
+# What each field of a record must hold for the metrics and the results file (None: may be null).
+_RECORD_FIELDS = {"index": (int,), "sample": (int,), "completion": (str,), "prediction": (str, type(None)),
+                  "correct": (bool,), "correct_lenient": (bool,), "format_ok": (bool,), "num_tokens": (int,),
+                  "truncated": (bool,), "reward": (int, float, type(None))}
+
+
+def record_problem(obj: dict) -> str | None:
+    """Why `obj` is not a usable record of a partial file (a missing or mistyped field), or None."""
+    for name, types in _RECORD_FIELDS.items():
+        if name not in obj:
+            return f"no {name!r}"
+        value = obj[name]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            return f"{name!r} is {value!r:.40}"
+    if obj["index"] < 0 or obj["sample"] < 0 or obj["num_tokens"] < 0:
+        return "a negative index, sample or num_tokens"
+    return None
+
+
 def read_records(path: Path) -> list[dict]:
-    """Records of a partial file; a torn last line (killed mid-write) is cut off so appends stay line-aligned."""
+    """Records of a partial file; a torn last line (killed mid-write) is cut off so appends stay line-aligned,
+    and a record without its fields (written by hand or by another tool) is dropped with a warning: its
+    example is scored again."""
     if not path.is_file():
         return []
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
@@ -169,9 +190,14 @@ def read_records(path: Path) -> list[dict]:
         except ValueError:
             logger.warning("%s: dropping unreadable line %d of %d (an interrupted write)", path, n, len(lines))
             continue
-        good.append(line)
-        if isinstance(obj, dict) and "index" in obj and "sample" in obj:
+        if isinstance(obj, dict) and ("index" in obj or "sample" in obj):
+            problem = record_problem(obj)
+            if problem:
+                logger.warning("%s: dropping line %d of %d, not a record eval.py wrote (%s); it is scored again",
+                               path, n, len(lines), problem)
+                continue
             records.append(obj)
+        good.append(line)
     if len(good) != len(lines):
         write_atomic(path, "".join(good))
     return records

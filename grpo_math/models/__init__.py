@@ -5,6 +5,7 @@
     rollout       generation (static cache, compiled decode on CUDA) and the merged inference copy
     tiny          the offline tiny Qwen2 model and tokenizer
     warm_start    the demo's starting point, shipped in `demo_model/`
+    gguf_tensors  which tensors of a GGUF file the converted model uses (none dropped in silence)
 """
 
-__all__ = ["gguf_files", "loading", "rollout", "tiny", "warm_start"]  # the public modules; `_name` ones are this package's own
+__all__ = ["gguf_files", "gguf_tensors", "loading", "rollout", "tiny", "warm_start"]  # the public modules; `_name` ones are this package's own

@@ -8,6 +8,7 @@
     plots         the PNGs
     health        plain-words warnings for GRPO's silent failures
     provenance    package versions and the git commit
+    diskfull      a full disk while writing: one line naming what was being written
 """
 
-__all__ = ["checkpoints", "divergence", "health", "plots", "provenance", "report", "rundir", "runlock"]  # the public modules; `_name` ones are this package's own
+__all__ = ["checkpoints", "diskfull", "divergence", "health", "plots", "provenance", "report", "rundir", "runlock"]  # the public modules; `_name` ones are this package's own

@@ -197,6 +197,21 @@ def checkpoints_after(run_dir: str | Path, ckpt: Path) -> list[Path]:
     return [c for s, c in checkpoint_dirs(run_dir) if m and s > int(m.group(1))]
 
 
+def lora_rank_problem(ckpt: Path, lora_r: int | None) -> str | None:
+    """Why `ckpt` cannot resume a run of LoRA rank `lora_r` (None: --full_finetune), in one line naming both, or
+    None. A different rank would load as dozens of `size mismatch` lines; the adapter_config.json says it."""
+    try:
+        trained = json.loads((ckpt / "adapter_config.json").read_text(encoding="utf-8")).get("r")
+    except FileNotFoundError:
+        trained = None  # a full fine-tuning checkpoint
+    except (OSError, ValueError, AttributeError):
+        return None  # unreadable: the weights' own checks and loading report it
+    if lora_r is None or trained is None or trained == lora_r:
+        return None
+    return (f"--lora_r {lora_r}: {ckpt.name} was trained with LoRA rank {trained} (its adapter_config.json); "
+            f"resume with --lora_r {trained}, or start a new run in another --output_dir")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Writing: stage, fsync, rename; deleting: rename away, then remove
 

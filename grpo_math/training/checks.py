@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from grpo_math.config import DEFAULT_MODEL, DEFAULTS, RunConfig, UsageError, check_values, shown
-from grpo_math.data.sources import hub
+from grpo_math.data import hub
 from grpo_math.rewards import load_reward_funcs
 from grpo_math.runs import rundir, runlock
 from grpo_math.runtime.devices import is_main_process, local_world_size, resolve_placement, world_size

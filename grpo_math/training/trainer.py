@@ -45,6 +45,7 @@ from grpo_math.runtime.interrupts import Stopped
 from grpo_math.rewards import RewardFailure, describe_failure, fresh_copy, values_problem
 from grpo_math.models.rollout import InferenceCopy, UnsupportedModelError
 from grpo_math.runs.rundir import as_number
+from grpo_math.runs.diskfull import writing
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +194,8 @@ class GuardedGRPOTrainer(GRPOTrainer):
         staged = checkpoints.staging_dir(run_dir) / name
         self._saving_aside = True
         try:
-            super()._save_checkpoint(model, trial)  # TRL's and transformers' own save, into `staged`
+            with writing(name, staged):  # safetensors and torch report a full disk their own ways
+                super()._save_checkpoint(model, trial)  # TRL's and transformers' own save, into `staged`
         except BaseException:
             if self.args.should_save:
                 checkpoints.discard(staged)  # gives back the space a full disk needs
