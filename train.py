@@ -95,14 +95,24 @@ def build_grpo_config(config: RunConfig):
         scale_rewards=config.scale_rewards,
         epsilon=config.epsilon,
         epsilon_high=config.epsilon_high,
+        delta=config.delta,
+        importance_sampling_level=config.importance_sampling_level,
+        mask_truncated_completions=config.mask_truncated_completions,
+        top_entropy_quantile=config.top_entropy_quantile,
+        entropy_coef=config.entropy_coef,
         num_iterations=config.num_iterations,
         reward_weights=config.reward_weights,
         # generation
         max_completion_length=config.max_completion_length,
         temperature=config.temperature,
         top_p=config.top_p,
+        top_k=config.top_k,
+        min_p=config.min_p,
+        repetition_penalty=config.repetition_penalty,
+        chat_template_kwargs=config.chat_template_kwargs,
         use_vllm=config.use_vllm,
         vllm_mode=config.vllm_mode,
+        vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
         # logging and saving
         logging_steps=config.logging_steps,
         report_to=report_to,
@@ -182,7 +192,8 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
             prompt_lang=config.prompt_lang, system_prompt=config.system_prompt, seed=config.seed,
         )
         tokenizer = load_tokenizer(config.model_id, config.trust_remote_code)
-        train_ds, n_dropped = filter_long_prompts(train_ds, tokenizer, config.max_prompt_length)
+        train_ds, n_dropped = filter_long_prompts(train_ds, tokenizer, config.max_prompt_length,
+                                                  chat_template_kwargs=config.chat_template_kwargs)
     except (DatasetError, ModelLoadError) as e:
         raise RunError(str(e)) from None
     logger.info("training prompts: %d (%d dropped as longer than %d tokens)", len(train_ds), n_dropped,
@@ -206,7 +217,8 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
     # 4. model (+ LoRA, which the trainer applies from the config; its target names are checked here first)
     try:
         model = load_model(config.model_id, config.placement.load_dtype(config.full_finetune),
-                           config.trust_remote_code)
+                           config.trust_remote_code, load_in_4bit=config.load_in_4bit,
+                           device=config.placement.device)
         if not config.full_finetune:
             check_lora_targets(model, config.lora_target_modules, config.model_id)
     except ModelLoadError as e:
@@ -214,6 +226,10 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     peft_config = build_lora_config(config)
+    if config.load_in_4bit:
+        from grpo_math.quantize import prepare_for_training
+
+        model = prepare_for_training(model, config.gradient_checkpointing)
 
     # 5. config and trainer (stock generation or rollout.py's, both with whole checkpoints and checked rewards)
     grpo_config = build_grpo_config(config)
@@ -271,7 +287,7 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(staged))
         if config.merge:
-            merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+            merged = _merged(config, trainer, staged)
             merged.save_pretrained(str(staged / "merged"))
             tokenizer.save_pretrained(str(staged / "merged"))
         checkpoints.publish(staged, final)
@@ -288,6 +304,17 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
 
 # ---------------------------------------------------------------------------------------------------------------
 # The steps' helpers
+
+
+def _merged(config: RunConfig, trainer, adapter_dir: Path):
+    """The merged full model; a 4-bit run's adapter goes onto the base reloaded unquantised (in the training
+    dtype), so the merge does not round the base through 4 bits."""
+    if not config.load_in_4bit:
+        return trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+    from peft import PeftModel
+
+    base = load_model(config.model_id, config.placement.load_dtype(False), config.trust_remote_code)
+    return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
 
 
 def _resolve_resume(config: RunConfig) -> str | None:

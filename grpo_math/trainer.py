@@ -39,6 +39,7 @@ from typing import Any, Callable
 import torch
 
 from grpo_math import checkpoints
+from grpo_math.quantize import is_4bit
 from grpo_math.rewards import RewardFailure, values_problem
 from grpo_math.rollout import InferenceCopy, UnsupportedModelError
 from grpo_math.rundir import as_number
@@ -241,6 +242,9 @@ class FastGRPOTrainer(GuardedGRPOTrainer):
             return "transformers continuous batching was asked for"
         if weights_sharded(self):
             return "DeepSpeed ZeRO-3 / FSDP shard the weights"
+        if is_4bit(self.model):
+            return ("the base is 4-bit (--load_in_4bit): a full-precision inference copy would take back the "
+                    "memory 4-bit saves")
         return None
 
     def _training_dtype(self) -> torch.dtype | None:
