@@ -70,8 +70,8 @@ def _check_flag_combinations(v: dict[str, Any]) -> None:
     if v["load_in_4bit"]:
         for flag, why in (("full_finetune", "4-bit weights take no gradient; QLoRA trains a LoRA adapter on them"),
                           ("use_vllm", "vLLM loads its own copy of the weights, not bitsandbytes' 4-bit ones"),
-                          ("fast_generation", "the inference copy is a full-precision copy of the weights, "
-                                              "the memory 4-bit saves (auto steps aside with a log line)")):
+                          ("fast_generation", ("the inference copy is a full-precision copy of the weights, "
+                                               "the memory 4-bit saves (auto steps aside with a log line)"))):
             if v[flag] is True or (flag == "fast_generation" and v[flag] == "on"):
                 shown = "on" if flag == "fast_generation" else ""
                 raise UsageError(f"--load_in_4bit with --{flag} {shown}".rstrip() + f": {why}; drop one of them")

@@ -44,7 +44,7 @@ def test_defaults_are_trls_own(tmp_path):
 
 
 def test_vllm_gpu_memory_utilization_reaches_grpo_config(tmp_path, monkeypatch):
-    import grpo_math.checks as checks
+    from grpo_math import checks
 
     monkeypatch.setattr(checks.importlib.util, "find_spec", lambda name: object())  # vllm "installed"
     config = args_for(tmp_path, "--use_vllm", "--vllm_gpu_memory_utilization", "0.5", "--report_to", "none")
