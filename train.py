@@ -214,7 +214,17 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
     except RewardError as e:
         raise RunError(str(e)) from None
 
-    # 4. model (+ LoRA, which the trainer applies from the config; its target names are checked here first)
+    # 4. model (+ LoRA, which the trainer applies from the config; its target names are checked here first),
+    # after the memory estimate from the settings and the model's config alone
+    if main_process:
+        from grpo_math import memory
+
+        try:
+            shape = memory.model_shape(config.model_id, config.lora_target_modules, config.trust_remote_code)
+        except (OSError, ValueError) as e:  # the load below says it better
+            logger.info("no memory estimate: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
+        else:
+            memory.check(config, shape, memory.longest_prompt(train_ds, tokenizer, config.chat_template_kwargs))
     try:
         model = load_model(config.model_id, config.placement.load_dtype(config.full_finetune),
                            config.trust_remote_code, load_in_4bit=config.load_in_4bit,
@@ -266,6 +276,13 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
         if config.debug:
             raise
         raise RunError(f"{e}; {_where_to_resume(config)}") from None
+    except (RuntimeError, MemoryError) as e:
+        from grpo_math.memory import OOM_FLAGS, is_out_of_memory
+
+        if not (isinstance(e, MemoryError) or is_out_of_memory(e)):
+            raise
+        raise RunError(f"out of memory at step {trainer.state.global_step + 1}; lower {OOM_FLAGS}; "
+                       f"{_where_to_resume(config)}") from None
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
