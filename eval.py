@@ -35,7 +35,7 @@ import time
 import warnings
 from pathlib import Path
 
-from grpo_math.config import DEFAULT_DATASET, RunConfig, UsageError, check_values
+from grpo_math.config import DEFAULT_DATASET, RunConfig, TemplateKwargs, UsageError, check_values
 from grpo_math.data.hub import is_local_path
 from grpo_math.evaluation.results import EvalError, EvalSettings, differing_settings, open_partial, summary_line
 from grpo_math.evaluation.results import format_table, summarize  # the --summarize path and its API
@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"default: run's, else {RunConfig.prompt_template}")
     g.add_argument("--prompt_lang", choices=list(LANGS), help="language of the template (default: run's, else en)")
     g.add_argument("--system_prompt", help="replace the template's system prompt (default: run's)")
+    g.add_argument("--chat_template_kwargs", nargs="+", action=TemplateKwargs, metavar="KEY=VALUE",
+                   help="chat-template variables, e.g. enable_thinking=false (default: the run's)")
     g.add_argument("--max_prompt_length", type=int,
                    help="drop prompts longer than this many tokens, and count them (default: keep all)")
     g = p.add_argument_group("generation and scoring")
@@ -96,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_flags(a: argparse.Namespace) -> None:
-    shared = ("max_prompt_length", "max_completion_length", "batch_size", "top_p", "seed", "reward_weights")
+    shared = ("max_prompt_length", "max_completion_length", "batch_size", "top_p", "seed", "reward_weights",
+              "chat_template_kwargs")
     try:  # the flags training also has: the same rules (ranges, finite numbers) as main.py's
         check_values({name: getattr(a, name) for name in shared if getattr(a, name) is not None})
     except UsageError as e:
@@ -204,6 +207,8 @@ def resolve_config(a: argparse.Namespace) -> tuple[EvalSettings, list]:
         "prompt_template": a.prompt_template or run.prompt_template,
         "prompt_lang": a.prompt_lang or run.prompt_lang,
         "system_prompt": a.system_prompt if a.system_prompt is not None else run.system_prompt,
+        "chat_template_kwargs": (a.chat_template_kwargs if a.chat_template_kwargs is not None
+                                 else run.chat_template_kwargs),
         "max_prompt_length": a.max_prompt_length,
         "max_completion_length": max_completion_length,
         "temperature": a.temperature,
@@ -289,7 +294,8 @@ def prepare(a: argparse.Namespace) -> tuple | None:
     # an adapter is merged into its base for speed
     model, tokenizer, _ = load_for_inference(a.model_dir, DTYPES[config.dtype],
                                              "cpu" if a.use_vllm else config.device, a.base_model)
-    dataset, dropped = filter_long_prompts(dataset, tokenizer, config.max_prompt_length)
+    dataset, dropped = filter_long_prompts(dataset, tokenizer, config.max_prompt_length,
+                                           config.chat_template_kwargs)
     config = dataclasses.replace(config, dropped_no_usable_gold=unusable.get("no_usable_gold", 0),
                                  dropped_empty_question=unusable.get("empty_question", 0),
                                  dropped_long_prompts=dropped, n_examples=len(dataset))
@@ -335,7 +341,8 @@ def _run(model, tokenizer, dataset, config: EvalSettings, partial: Path, rewards
                 batch_size=config.batch_size, temperature=config.temperature, top_p=config.top_p,
                 num_samples=config.num_samples, seed=config.seed, records_file=partial,
                 progress=sys.stderr.isatty() if progress is None else progress,
-                reward_funcs=rewards, reward_weights=config.reward_weights, generate_fn=generate_fn)
+                reward_funcs=rewards, reward_weights=config.reward_weights, generate_fn=generate_fn,
+                chat_template_kwargs=config.chat_template_kwargs)
     except KeyboardInterrupt:
         print(f"eval.py: interrupted; finished records are in {partial}, rerun the same command to resume",
               file=sys.stderr)

@@ -22,7 +22,7 @@ import sys
 import time
 import warnings
 
-from grpo_math.config import RunConfig
+from grpo_math.config import RunConfig, TemplateKwargs
 from grpo_math.runs.rundir import find_run_config
 
 
@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--prompt_template", choices=list(TEMPLATES), help="default: the run's, else think")
     p.add_argument("--prompt_lang", choices=list(LANGS), help="default: zh for a Chinese question, else the run's")
+    p.add_argument("--chat_template_kwargs", nargs="+", action=TemplateKwargs, metavar="KEY=VALUE",
+                   help="chat-template variables, e.g. enable_thinking=false (default: the run's)")
     p.add_argument("--system_prompt", help="replace the template's system prompt (default: the run's)")
     add_device_flags(p, "generate")
     p.add_argument("--stream", action="store_true", help="print tokens as they are generated")
@@ -61,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def answer(model, tokenizer, prompt, *, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
-           seed: int = 0, stream: bool = False) -> tuple[str, int]:
+           seed: int = 0, stream: bool = False, chat_template_kwargs: dict | None = None) -> tuple[str, int]:
     """(completion text, completion tokens) for one prompt; `stream` prints the text as it comes."""
     from grpo_math.models.rollout import generate
     from grpo_math.evaluation.scoring import decode, encode_prompts, eos_token_ids
@@ -71,7 +73,7 @@ def answer(model, tokenizer, prompt, *, max_new_tokens: int, temperature: float 
         from transformers import TextStreamer
 
         streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    out = generate(model, encode_prompts(tokenizer, [prompt]), max_new_tokens=max_new_tokens,
+    out = generate(model, encode_prompts(tokenizer, [prompt], chat_template_kwargs), max_new_tokens=max_new_tokens,
                    eos_token_ids=eos_token_ids(model, tokenizer), pad_token_id=tokenizer.pad_token_id,
                    temperature=temperature, top_p=top_p, seed=seed, streamer=streamer)[0]
     return decode(tokenizer, [out])[0], len(out)
@@ -112,7 +114,9 @@ def run(a: argparse.Namespace, model, tokenizer, run: RunConfig) -> int:
         print(f"### {n}. {question}", flush=True)
         t0 = time.perf_counter()
         text, n_tokens = answer(model, tokenizer, prompt, max_new_tokens=max_new_tokens,
-                                temperature=a.temperature, top_p=a.top_p, seed=a.seed, stream=a.stream)
+                                temperature=a.temperature, top_p=a.top_p, seed=a.seed, stream=a.stream,
+                                chat_template_kwargs=(a.chat_template_kwargs if a.chat_template_kwargs is not None
+                                                      else run.chat_template_kwargs))
         if not a.stream:
             print(text.strip() or "(empty completion)")
         pred = extract_answer(text, prompt=prompt)

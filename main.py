@@ -66,6 +66,9 @@ def build_parser() -> FlagParser:
                                        "with --demo, a tiny model built into OUTPUT_DIR/base_model)")
     add_device_flags(g, "train")
     g.add_argument("--trust_remote_code", action="store_true", help="allow model code from the hub repository")
+    g.add_argument("--load_in_4bit", action="store_true",
+                   help="QLoRA: the base model in 4 bits (NF4, double quantisation; bitsandbytes), LoRA on top; "
+                        "--merge reloads the base unquantised; not with --full_finetune or --use_vllm")
 
     g = p.add_argument_group("data")
     g.add_argument("--dataset_id",
@@ -79,6 +82,9 @@ def build_parser() -> FlagParser:
                    help="think: chat, <think>/<answer>; r1_zero: plain text for base models; qwen_math: \\boxed{}")
     g.add_argument("--prompt_lang", choices=list(LANGS), help="language of the prompt template")
     g.add_argument("--system_prompt", help="replace the template's system prompt with this text")
+    g.add_argument("--chat_template_kwargs", nargs="+", action=config.TemplateKwargs, metavar="KEY=VALUE",
+                   help="variables for the chat template, e.g. enable_thinking=false (Qwen3); training prompts, "
+                        "the length filter, the accuracy eval, eval.py and inference.py all see them (default: none)")
 
     g = p.add_argument_group("LoRA")
     g.add_argument("--lora_r", type=_positive_int, help="LoRA rank")
@@ -100,11 +106,22 @@ def build_parser() -> FlagParser:
     g.add_argument("--gradient_accumulation_steps", type=_positive_int, help="micro-steps per update")
     g.add_argument("--num_generations", type=int, help="completions per prompt (the GRPO group), >= 2")
     g.add_argument("--beta", type=float, help="KL penalty to the reference model; 0 = no reference")
-    g.add_argument("--loss_type", choices=list(config.LOSS_TYPES), help="loss aggregation (TRL)")
+    g.add_argument("--loss_type", choices=list(config.LOSS_TYPES),
+                   help="loss aggregation (TRL); luspo goes with --importance_sampling_level sequence")
     g.add_argument("--scale_rewards", choices=list(config.SCALE_REWARDS),
                    help="divide advantages by the reward std of the group, the batch, or not at all (Dr. GRPO)")
     g.add_argument("--epsilon", type=_positive_float, help="lower clip range of the policy ratio")
     g.add_argument("--epsilon_high", type=_positive_float, help="upper clip range (DAPO clip-higher); default epsilon")
+    g.add_argument("--delta", type=float,
+                   help="two-sided clipping (INTELLECT-2): upper bound on the ratio, > 1 + epsilon (default: off)")
+    g.add_argument("--importance_sampling_level", choices=list(config.IMPORTANCE_SAMPLING_LEVELS),
+                   help="policy ratio per token, or one per sequence (sequence = GSPO) (default: token)")
+    g.add_argument("--mask_truncated_completions", action=argparse.BooleanOptionalAction,
+                   help="leave completions cut off at --max_completion_length out of the loss (DAPO) (default: off)")
+    g.add_argument("--top_entropy_quantile", type=float,
+                   help="train only on this top share of tokens by entropy, 0 to 1 (default 1 = all; paper: 0.2)")
+    g.add_argument("--entropy_coef", type=float,
+                   help="weight of an entropy bonus in the loss, 0 to 1 (default 0 = off; typical 0.001-0.01)")
     g.add_argument("--num_iterations", type=_positive_int,
                    help="optimisation passes per generation batch (1 = strictly on-policy)")
     g.add_argument("--warmup_ratio", type=float, help="share of steps with linear warm-up, 0 to 1")
@@ -119,12 +136,19 @@ def build_parser() -> FlagParser:
     g.add_argument("--max_completion_length", type=_positive_int, help="tokens per completion")
     g.add_argument("--temperature", type=_positive_float, help="sampling temperature for rollouts")
     g.add_argument("--top_p", type=float, help="nucleus sampling mass, (0, 1]")
+    g.add_argument("--top_k", type=int, help="sample from the k likeliest tokens only (default 0 = no filter)")
+    g.add_argument("--min_p", type=float,
+                   help="drop tokens below this share of the likeliest token's probability, 0 to 1 (default: off)")
+    g.add_argument("--repetition_penalty", type=float,
+                   help="above 1 discourages repeating prompt and earlier tokens, (0, 10] (default 1 = none)")
     g.add_argument("--fast_generation", choices=list(config.FAST_GENERATION_MODES),
                    help="rollout.py generation (merged LoRA copy, static cache + torch.compile on CUDA); "
                         "auto = on for LoRA and full fine-tuning without vLLM")
     g.add_argument("--use_vllm", action="store_true", help="generate with TRL's vLLM integration (needs vllm)")
     g.add_argument("--vllm_mode", choices=list(config.VLLM_MODES),
                    help="colocate: vLLM in this process; server: a `trl vllm-serve` on another GPU")
+    g.add_argument("--vllm_gpu_memory_utilization", type=float,
+                   help="with --use_vllm --vllm_mode colocate: share of GPU memory vLLM takes, (0, 1] (default 0.3)")
 
     g = p.add_argument_group("logging and evaluation")
     g.add_argument("--logging_steps", type=_positive_int, help="log metrics every N optimizer steps")
@@ -250,6 +274,8 @@ def resume_command(parser: FlagParser, given: dict) -> str:
         flag = actions[dest].option_strings[0]
         if isinstance(value, bool):
             words.append(flag if value else flag.replace("--", "--no-", 1))
+        elif isinstance(value, dict):  # --chat_template_kwargs KEY=VALUE ...
+            words += [flag, *(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in value.items())]
         elif value is not None:
             words += [flag, *map(str, value if isinstance(value, list) else [value])]
     command = shlex.join([*words, "--resume_from_checkpoint", "latest"])

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-from grpo_math.runs import checkpoints, rundir
-from grpo_math.runs.checkpoints import CheckpointError
+from grpo_math.runs import checkpoints, report, rundir
+from grpo_math.runs.checkpoints import CheckpointError, where_to_resume  # where_to_resume: main.py's too
 from grpo_math.config import RunConfig
 from grpo_math.data.sources import DatasetError, check_system_prompt, default_eval_split, filter_long_prompts, load_math_dataset
 from grpo_math.runtime.devices import dtype_name, is_main_process
@@ -96,14 +96,24 @@ def build_grpo_config(config: RunConfig):
         scale_rewards=config.scale_rewards,
         epsilon=config.epsilon,
         epsilon_high=config.epsilon_high,
+        delta=config.delta,
+        importance_sampling_level=config.importance_sampling_level,
+        mask_truncated_completions=config.mask_truncated_completions,
+        top_entropy_quantile=config.top_entropy_quantile,
+        entropy_coef=config.entropy_coef,
         num_iterations=config.num_iterations,
         reward_weights=config.reward_weights,
         # generation
         max_completion_length=config.max_completion_length,
         temperature=config.temperature,
         top_p=config.top_p,
+        top_k=config.top_k,
+        min_p=config.min_p,
+        repetition_penalty=config.repetition_penalty,
+        chat_template_kwargs=config.chat_template_kwargs,
         use_vllm=config.use_vllm,
         vllm_mode=config.vllm_mode,
+        vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
         # logging and saving
         logging_steps=config.logging_steps,
         report_to=report_to,
@@ -169,7 +179,10 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
     main_process = is_main_process()
     if main_process:
         checkpoints.clear_staging(out)  # saves a killed run left unfinished
-    resume = _resolve_resume(config)
+    try:
+        resume = checkpoints.resolve_resume(config)
+    except CheckpointError as e:
+        raise RunError(str(e)) from None
 
     # 1. seed: data order, LoRA init and sampling all follow it
     set_seed(config.seed)
@@ -187,7 +200,8 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
             config.dataset_id, config.split, max_samples=config.max_samples, prompt_template=config.prompt_template,
             prompt_lang=config.prompt_lang, system_prompt=config.system_prompt, seed=config.seed,
         )
-        train_ds, n_dropped = filter_long_prompts(train_ds, tokenizer, config.max_prompt_length)
+        train_ds, n_dropped = filter_long_prompts(train_ds, tokenizer, config.max_prompt_length,
+                                                  chat_template_kwargs=config.chat_template_kwargs)
     except (DatasetError, ModelLoadError) as e:
         raise RunError(str(e)) from None
     logger.info("training prompts: %d (%d dropped as longer than %d tokens)", len(train_ds), n_dropped,
@@ -208,10 +222,21 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
     except RewardError as e:
         raise RunError(str(e)) from None
 
-    # 4. model (+ LoRA, which the trainer applies from the config; its target names are checked here first)
+    # 4. model (+ LoRA, which the trainer applies from the config; its target names are checked here first),
+    # after the memory estimate from the settings and the model's config alone
+    if main_process:
+        from grpo_math.training import memory
+
+        try:
+            shape = memory.model_shape(config.model_id, config.lora_target_modules, config.trust_remote_code)
+        except (OSError, ValueError) as e:  # the load below says it better
+            logger.info("no memory estimate: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
+        else:
+            memory.check(config, shape, memory.longest_prompt(train_ds, tokenizer, config.chat_template_kwargs))
     try:
         model = load_model(config.model_id, config.placement.load_dtype(config.full_finetune),
-                           config.trust_remote_code)
+                           config.trust_remote_code, load_in_4bit=config.load_in_4bit,
+                           device=config.placement.device)
         if not config.full_finetune:
             check_lora_targets(model, config.lora_target_modules, config.model_id)
     except ModelLoadError as e:
@@ -219,6 +244,10 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     peft_config = build_lora_config(config)
+    if config.load_in_4bit:
+        from grpo_math.models.quantize import prepare_for_training
+
+        model = prepare_for_training(model, config.gradient_checkpointing)
 
     # 5. config and trainer (stock generation or rollout.py's, both with whole checkpoints and checked rewards)
     grpo_config = build_grpo_config(config)
@@ -259,7 +288,12 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
         raise RunError(f"{e}; {where_to_resume(config)}") from None
     except Diverged as e:  # a non-finite loss, gradient, weight or logit: nothing non-finite was written
         raise RunError(f"{e}; {where_to_resume(config)}") from None
-    except (OSError, RuntimeError) as e:  # a full disk outside a checkpoint's save (completions.jsonl, the logs)
+    except (OSError, RuntimeError, MemoryError) as e:  # out of memory, or a full disk outside a checkpoint's save
+        from grpo_math.training.memory import OOM_FLAGS, is_out_of_memory
+
+        if isinstance(e, MemoryError) or is_out_of_memory(e):
+            raise RunError(f"out of memory at step {trainer.state.global_step + 1}; lower {OOM_FLAGS}; "
+                           f"{where_to_resume(config)}") from None
         if not is_disk_full(e, out):
             raise
         raise DiskFull(f"no space left on the device writing {getattr(e, 'filename', None) or out}") from e
@@ -285,7 +319,7 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
             if trainer.is_world_process_zero():
                 tokenizer.save_pretrained(str(staged))
                 if config.merge:
-                    merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+                    merged = _merged(config, trainer, staged)
                     merged.save_pretrained(str(staged / "merged"))
                     tokenizer.save_pretrained(str(staged / "merged"))
                 checkpoints.publish(staged, final)
@@ -298,7 +332,7 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
 
     # 8. plots, training_report.json and the summary; a plotting failure never fails a finished run
     if trainer.is_world_process_zero():
-        print_summary(out, console.health, wall_time_s=time.time() - t0, tensorboard="tensorboard" in config.report_to,
+        report.print_summary(out, console.health, wall_time_s=time.time() - t0, tensorboard="tensorboard" in config.report_to,
                       started_from=DEMO_START if config.build_tiny_model else None)
     return final
 
@@ -307,36 +341,15 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
 # The steps' helpers
 
 
-def _resolve_resume(config: RunConfig) -> str | None:
-    """The checkpoint directory to resume from (checkpoints.find_resume logs the ones it skips), or None."""
-    if not config.resume_from_checkpoint:
-        return None
-    try:
-        ckpt = checkpoints.find_resume(config.output_dir, config.resume_from_checkpoint,
-                                       weights_only=config.resume_weights_only, world_size=config.world_size)
-    except CheckpointError as e:
-        raise RunError(str(e)) from None
-    if ckpt is None:
-        return None
-    problem = checkpoints.lora_rank_problem(ckpt, None if config.full_finetune else config.lora_r)
-    if problem:
-        raise RunError(problem)
-    later = checkpoints.checkpoints_after(config.output_dir, ckpt) if config.resume_from_checkpoint != "latest" \
-        else []  # latest has logged the newer ones it skipped
-    if later:
-        logger.warning("resuming from %s, older than %s: those are the earlier run's, replaced as this one reaches "
-                       "their steps", ckpt.name, ", ".join(c.name for c in later))
-    return str(ckpt)
+def _merged(config: RunConfig, trainer, adapter_dir: Path):
+    """The merged full model; a 4-bit run's adapter goes onto the base reloaded unquantised (in the training
+    dtype), so the merge does not round the base through 4 bits."""
+    if not config.load_in_4bit:
+        return trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+    from peft import PeftModel
 
-
-def where_to_resume(config: RunConfig) -> str:
-    """What a stopped run leaves to resume from, and the command, for its last message."""
-    complete = [c for _, c in rundir.checkpoint_dirs(config.output_dir)
-                if checkpoints.resume_problem(c, config.world_size) == (None, [])]
-    if not complete:
-        return "no checkpoint was saved: rerun the same command to start again"
-    how = config.resume_command or "the same command with --resume_from_checkpoint latest"
-    return f"the last checkpoint, {complete[-1].name}, is complete; resume with: {how}"
+    base = load_model(config.model_id, config.placement.load_dtype(False), config.trust_remote_code)
+    return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
 
 
 def load_eval_dataset(config: RunConfig):
@@ -376,21 +389,6 @@ def write_run_config(config: RunConfig, extra: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     rundir.write_atomic(path, json.dumps(record, indent=2, default=str) + "\n")
     return path
-
-
-def print_summary(out: Path, health, *, wall_time_s: float, tensorboard: bool, started_from: str | None = None) -> None:
-    """Plots and training_report.json, then the summary; plotting errors become a warning."""
-    from grpo_math.runs import plots
-    from grpo_math.runs.report import format_summary
-
-    try:
-        report = plots.visualize(out)
-    except Exception as e:  # noqa: BLE001 - a finished run is worth more than its plots
-        logger.warning("could not draw the plots (%s: %s); rerun `python visualize.py %s`", type(e).__name__, e, out)
-        written = out / rundir.REPORT  # written before the plots, unless the log itself was unreadable
-        report = json.loads(written.read_text()) if written.is_file() else {"run_dir": str(out)}
-    print(format_summary(report, wall_time_s=wall_time_s, warnings=health.warnings, tensorboard=tensorboard,
-                         started_from=started_from), flush=True)
 
 
 def _log_parameters(model: torch.nn.Module) -> None:

@@ -17,6 +17,7 @@ the import graph, tests/test_layout.py): the cross-flag checks and the build liv
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import types
@@ -30,7 +31,8 @@ DEFAULT_TEMPLATE = "think"
 DEFAULT_REWARDS = ("format", "accuracy")
 DEFAULT_MAX_COMPLETION_LENGTH = 256  # room for a short GSM8K chain of thought; training, eval and overlong share it
 
-LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")  # TRL 1.16's all
+IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")  # sequence: GSPO
 SCALE_REWARDS = ("group", "batch", "none")
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
 FAST_GENERATION_MODES = ("auto", "on", "off")
@@ -67,6 +69,25 @@ class UsageError(ValueError):
     """A flag, or a combination of flags, that cannot work; the message is one line naming it."""
 
 
+class TemplateKwargs(argparse.Action):
+    """`--chat_template_kwargs enable_thinking=false max_depth=2`: KEY=VALUE words into a dict, each value read
+    as YAML reads a scalar (false, 2, 0.5, text), so the flag and a YAML mapping give the same values."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import yaml
+
+        out = {}
+        for word in values:
+            key, sep, text = word.partition("=")
+            if not sep or not key:
+                parser.error(f"{option_string} {word}: expected KEY=VALUE, e.g. enable_thinking=false")
+            try:
+                out[key] = yaml.safe_load(text) if text else ""
+            except yaml.YAMLError:
+                out[key] = text
+        setattr(namespace, self.dest, out)
+
+
 def _list(*items: Any) -> Any:
     return field(default_factory=lambda: list(items))
 
@@ -80,6 +101,7 @@ class RunConfig:
     device: str = "auto"
     dtype: str = "auto"
     trust_remote_code: bool = False
+    load_in_4bit: bool = False  # QLoRA: NF4 + double quantisation through bitsandbytes (quantize.py)
     # data
     dataset_id: str = DEFAULT_DATASET
     split: str = "train"
@@ -88,6 +110,8 @@ class RunConfig:
     prompt_template: str = DEFAULT_TEMPLATE
     prompt_lang: str = "en"
     system_prompt: str | None = None
+    # extra variables for the chat template (Qwen3's enable_thinking): training, the length filter, eval, inference
+    chat_template_kwargs: dict[str, Any] | None = None
     # LoRA
     lora_r: int = 16
     lora_alpha: float = 32
@@ -107,6 +131,11 @@ class RunConfig:
     scale_rewards: str = "group"
     epsilon: float = 0.2
     epsilon_high: float | None = None
+    delta: float | None = None  # INTELLECT-2's upper bound on the ratio of negative-advantage tokens; None = off
+    importance_sampling_level: str = "token"  # sequence = GSPO
+    mask_truncated_completions: bool = False  # DAPO: a cut-off completion adds nothing to the loss
+    top_entropy_quantile: float = 1.0  # "Beyond the 80/20 rule": 0.2 trains on the top 20% entropy tokens only
+    entropy_coef: float = 0.0  # entropy bonus in the loss; 0 = off
     num_iterations: int = 1
     warmup_ratio: float = 0.0
     lr_scheduler_type: str = "constant_with_warmup"
@@ -118,9 +147,13 @@ class RunConfig:
     max_completion_length: int = DEFAULT_MAX_COMPLETION_LENGTH
     temperature: float = 1.0
     top_p: float = 1.0
+    top_k: int = 0  # 0 = no top-k filter
+    min_p: float | None = None  # None = no min-p filter
+    repetition_penalty: float = 1.0  # 1 = none; explicit so a model's generation_config.json cannot change it
     fast_generation: str = "auto"
     use_vllm: bool = False
     vllm_mode: str = "colocate"
+    vllm_gpu_memory_utilization: float = 0.3  # TRL's default: the share of the GPU vLLM takes when colocated
     # logging and evaluation
     logging_steps: int = 1
     report_to: list[str] = _list("tensorboard")
@@ -187,6 +220,17 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "eval_every": (lambda v: v >= 0, ">= 0 (0 = never)"),
     "beta": (lambda v: v >= 0, ">= 0"),
     "top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "top_k": (lambda v: v >= 0, ">= 0 (0 = no top-k filter)"),
+    "min_p": (lambda v: 0 <= v <= 1, "in [0, 1] (typical: 0.01 to 0.2)"),
+    "repetition_penalty": (lambda v: 0 < v <= 10, "in (0, 10] (1 = none; above 1 discourages repeats)"),
+    "top_entropy_quantile": (lambda v: 0 <= v <= 1, "in [0, 1] (1 = every token; the paper uses 0.2)"),
+    "entropy_coef": (lambda v: 0 <= v <= 1, "in [0, 1] (0 = no entropy bonus; typical: 0.001 to 0.01)"),
+    "delta": (lambda v: v > 1, "above 1 (a bound on the policy ratio; INTELLECT-2 uses 4)"),
+    "vllm_gpu_memory_utilization": (lambda v: 0 < v <= 1, "in (0, 1] (the share of GPU memory vLLM takes)"),
+    "importance_sampling_level": (lambda v: v in IMPORTANCE_SAMPLING_LEVELS,
+                                  f"one of {', '.join(IMPORTANCE_SAMPLING_LEVELS)} (sequence = GSPO)"),
+    "chat_template_kwargs": (lambda v: all(isinstance(k, str) and k.isidentifier() for k in v),
+                             "a mapping of template variable names (identifiers) to values"),
     "lora_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "warmup_ratio": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "seed": (lambda v: 0 <= v <= MAX_SEED, f"in 0..{MAX_SEED}"),
@@ -237,6 +281,10 @@ def _kind_ok(value: Any, kind: Any) -> bool:
     if typing.get_origin(kind) is list:
         (item,) = typing.get_args(kind)
         return isinstance(value, list) and all(_kind_ok(v, item) for v in value)
+    if typing.get_origin(kind) is dict:  # chat_template_kwargs: names to JSON scalars
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and (v is None or isinstance(v, (bool, str)) or _kind_ok(v, float))
+            for k, v in value.items())
     if kind is float:  # an int is a float here (YAML's `learning_rate: 1`), a bool never is
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if kind is int:
@@ -246,6 +294,8 @@ def _kind_ok(value: Any, kind: Any) -> bool:
 
 def _kind_name(kind: Any) -> str:
     names = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string"}
+    if typing.get_origin(kind) is dict:
+        return "a mapping of names to true/false, numbers or strings"
     if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
         return " or ".join(_kind_name(k) for k in typing.get_args(kind) if k is not type(None))
     if typing.get_origin(kind) is list:

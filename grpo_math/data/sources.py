@@ -340,16 +340,17 @@ def default_eval_split(dataset_id: str | DatasetId) -> str:
     return HUB_EVAL_SPLITS.get(dataset_id, "test")
 
 
-def encode_prompts(tokenizer, prompts: Sequence) -> list[list[int]]:
+def encode_prompts(tokenizer, prompts: Sequence, chat_template_kwargs: dict | None = None) -> list[list[int]]:
     """Token ids of each prompt as TRL 1.16 builds them for training (`_tokenize_prompts`): chat messages through
     the chat template with the generation prompt, plain strings (r1_zero) through the tokenizer with its special
-    tokens (a BOS, for tokenizers that add one). Eval, inference and the prompt-length filter all use this."""
+    tokens (a BOS, for tokenizers that add one). Eval, inference and the prompt-length filter all use this, with
+    the run's `chat_template_kwargs` (Qwen3's enable_thinking), which TRL passes to the template as well."""
     out: list[list[int] | None] = [None] * len(prompts)
     chats = [i for i, p in enumerate(prompts) if not isinstance(p, str)]
     texts = [i for i, p in enumerate(prompts) if isinstance(p, str)]
     if chats:
         ids = tokenizer.apply_chat_template([prompts[i] for i in chats], add_generation_prompt=True, tokenize=True,
-                                            return_dict=True)["input_ids"]
+                                            return_dict=True, **(chat_template_kwargs or {}))["input_ids"]
         for i, x in zip(chats, ids):
             out[i] = list(x)
     if texts:
@@ -359,8 +360,8 @@ def encode_prompts(tokenizer, prompts: Sequence) -> list[list[int]]:
     return out  # type: ignore[return-value]
 
 
-def filter_long_prompts(dataset: datasets.Dataset, tokenizer, max_prompt_length: int | None
-                        ) -> tuple[datasets.Dataset, int]:
+def filter_long_prompts(dataset: datasets.Dataset, tokenizer, max_prompt_length: int | None,
+                        chat_template_kwargs: dict | None = None) -> tuple[datasets.Dataset, int]:
     """Drop rows whose prompt is over `max_prompt_length` tokens, counted the way TRL tokenizes it.
 
     TRL 1.16 has no max_prompt_length, and a truncated prompt loses the question, so long ones are dropped.
@@ -369,7 +370,8 @@ def filter_long_prompts(dataset: datasets.Dataset, tokenizer, max_prompt_length:
         return dataset, 0
     lengths: list[int] = []
     for start in range(0, len(dataset), 256):  # batches keep memory flat on large datasets
-        lengths.extend(len(x) for x in encode_prompts(tokenizer, dataset[start:start + 256]["prompt"]))
+        lengths.extend(len(x) for x in encode_prompts(tokenizer, dataset[start:start + 256]["prompt"],
+                                                              chat_template_kwargs))
     keep = [i for i, n in enumerate(lengths) if n <= max_prompt_length]
     n_dropped = len(dataset) - len(keep)
     if not keep:

@@ -50,6 +50,7 @@ class EvalSettings:
     prompt_template: str
     prompt_lang: str
     system_prompt: str | None
+    chat_template_kwargs: dict | None
     max_prompt_length: int
     max_completion_length: int
     temperature: float

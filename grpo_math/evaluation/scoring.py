@@ -207,7 +207,8 @@ def evaluate(model, tokenizer, dataset, *, max_completion_length: int = DEFAULT_
              batch_size: int = 32, temperature: float = 0.0, top_p: float = 1.0, num_samples: int = 1, seed: int = 0,
              records_file: str | Path | None = None, progress: bool = False,
              reward_funcs: Sequence[Callable] | None = None, reward_weights: Sequence[float] | None = None,
-             generate_fn: GenerateFn | None = None) -> tuple[dict, list[dict]]:
+             generate_fn: GenerateFn | None = None, chat_template_kwargs: dict | None = None
+             ) -> tuple[dict, list[dict]]:
     """Generate `num_samples` completions per example of `dataset` (data_utils schema) and score them.
 
     Returns (metrics, records sorted by example then sample). Works on a PEFT model in training mode: it is
@@ -216,6 +217,7 @@ def evaluate(model, tokenizer, dataset, *, max_completion_length: int = DEFAULT_
     2. The remaining (example, sample) pairs are sorted by prompt length, longest first, and batched.
     3. Each batch is generated (`generate_fn`, default rollout.generate), decoded, graded, rewarded
        (`reward_funcs`, the run's reward callables; default format + accuracy) and appended to `records_file`.
+    `chat_template_kwargs` (the run's) reach the chat template as in training.
     """
     import torch
 
@@ -244,7 +246,7 @@ def evaluate(model, tokenizer, dataset, *, max_completion_length: int = DEFAULT_
         logger.warning("%s: ignoring %d records outside this dataset/num_samples", path, len(set(done) - wanted))
     done = {k: v for k, v in done.items() if k in wanted}
     # 2. work list
-    prompt_ids = encode_prompts(tokenizer, [r["prompt"] for r in rows])
+    prompt_ids = encode_prompts(tokenizer, [r["prompt"] for r in rows], chat_template_kwargs)
     order = sorted(wanted, key=lambda t: (-len(prompt_ids[t[0]]), t))
     # Finished records are a prefix of `order` (batches run in order), so the batches left, and the seed each
     # gets from its place in `order`, are those an uninterrupted run would have had: a resume changes nothing.

@@ -6,6 +6,7 @@
     tiny          the offline tiny Qwen2 model and tokenizer
     warm_start    the demo's starting point, shipped in `demo_model/`
     gguf_tensors  which tensors of a GGUF file the converted model uses (none dropped in silence)
+    quantize      QLoRA: the 4-bit NF4 base (bitsandbytes), where it can run
 """
 
-__all__ = ["gguf_files", "gguf_tensors", "loading", "rollout", "tiny", "warm_start"]  # the public modules; `_name` ones are this package's own
+__all__ = ["gguf_files", "gguf_tensors", "loading", "quantize", "rollout", "tiny", "warm_start"]  # the public modules; `_name` ones are this package's own

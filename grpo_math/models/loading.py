@@ -6,7 +6,8 @@ through its converted copy, see gguf_files.py), or a LoRA adapter directory (`ck
 `--base_model`, the adapter's `base_model_name_or_path` if it still resolves, the run's `run_config.json`
 `model_id`, or the run's own `base_model/` folder (the demo keeps its tiny base there).
 
-Left out on purpose: quantised loading (bitsandbytes) and remote code unless asked for.
+`load_model(..., load_in_4bit=True)` loads the base as NF4 through bitsandbytes (quantize.py: QLoRA).
+Left out on purpose: 8-bit loading, and remote code unless asked for.
 """
 
 from __future__ import annotations
@@ -77,17 +78,24 @@ def load_tokenizer(model_id: str, trust_remote_code: bool = False):
     return tok
 
 
-def load_model(model_id: str, dtype: torch.dtype, trust_remote_code: bool = False):
-    """A causal LM in `dtype` on the CPU (the trainer or caller moves it)."""
+def load_model(model_id: str, dtype: torch.dtype, trust_remote_code: bool = False, *, load_in_4bit: bool = False,
+               device: str = "cpu"):
+    """A causal LM in `dtype` on the CPU (the trainer or caller moves it); with `load_in_4bit`, its linear layers
+    in NF4 (matmuls in `dtype`), placed on `device` at load, as bitsandbytes quantises while placing."""
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     from grpo_math.runs.divergence import nonfinite_parameter
 
     model_id = _source(model_id)
+    quant: dict = {}
+    if load_in_4bit:
+        from grpo_math.models.quantize import quantization_config
+
+        quant = {"quantization_config": quantization_config(dtype), "device_map": {"": device}}
     try:
         model = AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype, trust_remote_code=trust_remote_code,
-                                                     **_offline_kwargs(model_id))
+                                                     **quant, **_offline_kwargs(model_id))
     except OSError as e:
         if Path(model_id).exists():
             raise ModelLoadError(f"{model_id}: missing or corrupted model files ({str(e).splitlines()[0]})") from None

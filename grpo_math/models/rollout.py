@@ -59,9 +59,10 @@ _STATIC_CACHES: "weakref.WeakKeyDictionary[torch.nn.Module, dict[int, tuple[Stat
 
 def generation_config_for(
     *, max_new_tokens: int, eos_token_ids: list[int], pad_token_id: int, temperature: float = 0.0,
-    top_p: float = 1.0, top_k: int = 0,
+    top_p: float = 1.0, top_k: int = 0, min_p: float | None = None, repetition_penalty: float = 1.0,
 ) -> GenerationConfig:
-    """The GenerationConfig `generate` uses: temperature 0 is greedy; top_k 0 means no top-k filter."""
+    """The GenerationConfig `generate` uses: temperature 0 is greedy; top_k 0 means no top-k filter, min_p None
+    no min-p filter; the repetition penalty applies to greedy decoding too, as in transformers."""
     sample = temperature > 0
     return GenerationConfig(
         max_new_tokens=max_new_tokens,
@@ -69,9 +70,10 @@ def generation_config_for(
         temperature=temperature if sample else None,
         top_p=top_p if sample else None,
         top_k=top_k if sample and top_k > 0 else None,
+        min_p=min_p if sample else None,
         # Explicit, so a model's own generation_config.json (Qwen2.5's says 1.1) cannot change what "greedy"
         # means between models; transformers only fills in values left as None.
-        repetition_penalty=1.0,
+        repetition_penalty=repetition_penalty,
         eos_token_id=list(eos_token_ids),
         pad_token_id=pad_token_id,
     )
@@ -160,7 +162,8 @@ def generate_with_config(
 def generate(
     model: torch.nn.Module, prompt_ids: list[list[int]], *, max_new_tokens: int, eos_token_ids: list[int],
     pad_token_id: int, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0, seed: int | None = None,
-    use_static_cache: bool | None = None, streamer: Any = None,
+    use_static_cache: bool | None = None, streamer: Any = None, min_p: float | None = None,
+    repetition_penalty: float = 1.0,
 ) -> list[list[int]]:
     """Completions for a batch of tokenized prompts, each cut after its first EOS (kept), no padding.
 
@@ -173,7 +176,7 @@ def generate(
     """
     config = generation_config_for(
         max_new_tokens=max_new_tokens, eos_token_ids=eos_token_ids, pad_token_id=pad_token_id,
-        temperature=temperature, top_p=top_p, top_k=top_k,
+        temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p, repetition_penalty=repetition_penalty,
     )
     return generate_with_config(model, prompt_ids, config, seed=seed, use_static_cache=use_static_cache,
                                 streamer=streamer)

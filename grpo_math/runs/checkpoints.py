@@ -27,6 +27,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+from grpo_math.config import RunConfig
 from grpo_math.runs.divergence import checkpoint_nonfinite
 from grpo_math.runs.rundir import CHECKPOINT_RE, STAGING, checkpoint_dirs
 
@@ -293,6 +294,36 @@ def rotate(run_dir: str | Path, keep: int | None, newest: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------------------------
 # eval.sh's question
+
+def resolve_resume(config: RunConfig) -> str | None:
+    """The checkpoint directory to resume from (find_resume logs the ones it skips), or None;
+    CheckpointError when it cannot be resumed with these settings (another LoRA rank)."""
+    if not config.resume_from_checkpoint:
+        return None
+    ckpt = find_resume(config.output_dir, config.resume_from_checkpoint, weights_only=config.resume_weights_only,
+                       world_size=config.world_size)
+    if ckpt is None:
+        return None
+    problem = lora_rank_problem(ckpt, None if config.full_finetune else config.lora_r)
+    if problem:
+        raise CheckpointError(problem)
+    later = checkpoints_after(config.output_dir, ckpt) if config.resume_from_checkpoint != "latest" \
+        else []  # latest has logged the newer ones it skipped
+    if later:
+        logger.warning("resuming from %s, older than %s: those are the earlier run's, replaced as this one reaches "
+                       "their steps", ckpt.name, ", ".join(c.name for c in later))
+    return str(ckpt)
+
+
+def where_to_resume(config: RunConfig) -> str:
+    """What a stopped run leaves to resume from, and the command, for its last message."""
+    complete = [c for _, c in checkpoint_dirs(config.output_dir)
+                if resume_problem(c, config.world_size) == (None, [])]
+    if not complete:
+        return "no checkpoint was saved: rerun the same command to start again"
+    how = config.resume_command or "the same command with --resume_from_checkpoint latest"
+    return f"the last checkpoint, {complete[-1].name}, is complete; resume with: {how}"
+
 
 
 def main(argv: list[str] | None = None) -> int:

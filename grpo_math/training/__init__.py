@@ -4,6 +4,7 @@
     trainer       the GRPOTrainer subclasses, behind a TRL version check
     callbacks     train_log.json, completions.jsonl, the in-run accuracy eval, the console bar
     tensorboard   completions and warnings as TensorBoard text
+    memory        the peak-memory estimate before the model loads, and out-of-memory as one line
 """
 
-__all__ = ["callbacks", "checks", "tensorboard", "trainer"]  # the public modules; `_name` ones are this package's own
+__all__ = ["callbacks", "checks", "memory", "tensorboard", "trainer"]  # the public modules; `_name` ones are this package's own

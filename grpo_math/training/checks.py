@@ -95,6 +95,25 @@ def _check_flag_combinations(v: dict[str, Any]) -> None:
         raise UsageError("--use_vllm: vllm is not installed here; pip install vllm, or drop --use_vllm")
     if v["use_vllm"] and v["fast_generation"] == "on":
         raise UsageError("--fast_generation on and --use_vllm both choose the generator; pick one")
+    if v["load_in_4bit"]:
+        for flag, why in (("full_finetune", "4-bit weights take no gradient; QLoRA trains a LoRA adapter on them"),
+                          ("use_vllm", "vLLM loads its own copy of the weights, not bitsandbytes' 4-bit ones"),
+                          ("fast_generation", ("the inference copy is a full-precision copy of the weights, "
+                                               "the memory 4-bit saves (auto steps aside with a log line)"))):
+            if v[flag] is True or (flag == "fast_generation" and v[flag] == "on"):
+                shown = "on" if flag == "fast_generation" else ""
+                raise UsageError(f"--load_in_4bit with --{flag} {shown}".rstrip() + f": {why}; drop one of them")
+    if v["delta"] is not None and v["delta"] <= 1 + (v["epsilon_high"] or v["epsilon"]):
+        raise UsageError(f"--delta {v['delta']:g} must exceed 1 + the upper clip range "
+                         f"({1 + (v['epsilon_high'] or v['epsilon']):g}), or it clips tighter than the PPO clip; "
+                         "INTELLECT-2 uses 4")
+    if v["chat_template_kwargs"] and v["prompt_template"] == "r1_zero":
+        raise UsageError("--chat_template_kwargs: --prompt_template r1_zero prompts are plain text, no chat template "
+                         "reads them; drop it or use a chat template (think, qwen_math)")
+    if v["vllm_gpu_memory_utilization"] != DEFAULTS["vllm_gpu_memory_utilization"] and not (
+            v["use_vllm"] and v["vllm_mode"] == "colocate"):
+        raise UsageError(f"--vllm_gpu_memory_utilization {v['vllm_gpu_memory_utilization']:g} applies with "
+                         "--use_vllm --vllm_mode colocate; a vLLM server takes it on its own command line")
     if v["resume_weights_only"] and not v["resume_from_checkpoint"]:
         raise UsageError("--resume_weights_only says how to resume; give --resume_from_checkpoint too")
     targets = v["lora_target_modules"]
@@ -220,6 +239,10 @@ def resolve_checked(v: dict[str, Any]) -> RunConfig:
     _check_paths(v)
     overwrite = _check_output_dir(v)
     placement = resolve_placement(v["device"], v["dtype"])
+    if v["load_in_4bit"]:
+        from grpo_math.models.quantize import check_device
+
+        check_device(placement.device)
     _check_launch(v, placement, sharding())
     resolved: dict[str, Any] = {"overwrite_output_dir": overwrite}
     build_tiny = bool(v["demo"] and not v["model_id"])

@@ -46,6 +46,7 @@ from grpo_math.rewards import RewardFailure, describe_failure, fresh_copy, value
 from grpo_math.models.rollout import InferenceCopy, UnsupportedModelError
 from grpo_math.runs.rundir import as_number
 from grpo_math.runs.diskfull import writing
+from grpo_math.models.quantize import is_4bit
 
 logger = logging.getLogger(__name__)
 
@@ -279,6 +280,9 @@ class FastGRPOTrainer(GuardedGRPOTrainer):
             return "transformers continuous batching was asked for"
         if weights_sharded(self):
             return "DeepSpeed ZeRO-3 / FSDP shard the weights"
+        if is_4bit(self.model):
+            return ("the base is 4-bit (--load_in_4bit): a full-precision inference copy would take back the "
+                    "memory 4-bit saves")
         return None
 
     def _training_dtype(self) -> torch.dtype | None:
