@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from grpo_math.runs import checkpoints, report, rundir
+from grpo_math.runs import checkpoints, plots, rundir
 from grpo_math.runs.checkpoints import CheckpointError, where_to_resume  # where_to_resume: main.py's too
 from grpo_math.config import RunConfig
 from grpo_math.data.sources import DatasetError, check_system_prompt, default_eval_split, filter_long_prompts, load_math_dataset
@@ -332,7 +332,7 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
 
     # 8. plots, training_report.json and the summary; a plotting failure never fails a finished run
     if trainer.is_world_process_zero():
-        report.print_summary(out, console.health, wall_time_s=time.time() - t0, tensorboard="tensorboard" in config.report_to,
+        plots.print_summary(out, console.health, wall_time_s=time.time() - t0, tensorboard="tensorboard" in config.report_to,
                       started_from=DEMO_START if config.build_tiny_model else None)
     return final
 

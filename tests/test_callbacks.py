@@ -21,7 +21,7 @@ from grpo_math.runs import rundir
 from grpo_math.training import tensorboard as tb_text
 from grpo_math.training.callbacks import AccuracyEval, RunLog
 from grpo_math.runs.health import HealthCheck
-from grpo_math.runs.report import format_summary, print_summary
+from grpo_math.runs.report import format_summary
 
 # What a TRL 1.16 training log holds at one step (beta 0, two rewards), as GRPOTrainer.log passes it on.
 TRL_LOGS = {
@@ -306,7 +306,6 @@ def test_summary_has_the_numbers_the_paths_and_the_tensorboard_command(tmp_path)
 
 
 def test_a_plotting_failure_still_prints_the_summary(tmp_path, monkeypatch, capsys, caplog):
-    import train
     from grpo_math.runs import plots
 
     records = [{"step": 0, "eval_accuracy": 0.0}, {"step": 1, **TRL_LOGS, "eval_accuracy": 0.5}]
@@ -316,7 +315,7 @@ def test_a_plotting_failure_still_prints_the_summary(tmp_path, monkeypatch, caps
         raise RuntimeError("no fonts")
 
     monkeypatch.setattr(plots, "plot_training_metrics", broken)
-    print_summary(tmp_path, HealthCheck(), wall_time_s=3.0, tensorboard=False)
+    plots.print_summary(tmp_path, HealthCheck(), wall_time_s=3.0, tensorboard=False)
     printed = capsys.readouterr().out
     assert "could not draw the plots (RuntimeError: no fonts)" in caplog.text
     assert "Run finished: 1 steps" in printed and "0.0% at step 0 -> 50.0% at step 1" in printed

@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 
 from grpo_math.runs.health import ZERO_STD_FRACTION
-from grpo_math.runs.report import SMOOTHING, build_report, load_run, reward_names, series, smooth
+from grpo_math.runs.report import SMOOTHING, build_report, format_summary, load_run, reward_names, series, smooth
 from grpo_math.runs.rundir import PLOTS, REPORT, write_atomic
 
 logger = logging.getLogger(__name__)
@@ -294,3 +294,14 @@ def visualize(run_dirs: list[str | Path] | str | Path, out_dir: str | Path | Non
     logger.info("plots and %s written to %s", REPORT, out)
     return report
 
+
+def print_summary(out: Path, health, *, wall_time_s: float, tensorboard: bool, started_from: str | None = None) -> None:
+    """Plots and training_report.json, then the summary; plotting errors become a warning."""
+    try:
+        report = visualize(out)
+    except Exception as e:  # noqa: BLE001 - a finished run is worth more than its plots
+        logging.getLogger(__name__).warning("could not draw the plots (%s: %s); rerun `python visualize.py %s`", type(e).__name__, e, out)
+        written = out / REPORT  # written before the plots, unless the log itself was unreadable
+        report = json.loads(written.read_text()) if written.is_file() else {"run_dir": str(out)}
+    print(format_summary(report, wall_time_s=wall_time_s, warnings=health.warnings, tensorboard=tensorboard,
+                         started_from=started_from), flush=True)

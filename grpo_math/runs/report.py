@@ -12,7 +12,6 @@ Left out on purpose: per-token statistics (not logged).
 from __future__ import annotations
 
 import json
-import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -197,17 +196,3 @@ def format_summary(report: dict, *, wall_time_s: float, warnings: list[dict] | N
     if tensorboard:
         lines.append(f"  TensorBoard              tensorboard --logdir {Path(run_dir) / TENSORBOARD_DIR}")
     return "\n".join(lines)
-
-
-def print_summary(out: Path, health, *, wall_time_s: float, tensorboard: bool, started_from: str | None = None) -> None:
-    """Plots and training_report.json, then the summary; plotting errors become a warning."""
-    from grpo_math.runs import plots  # matplotlib: only at the end of a run
-
-    try:
-        report = plots.visualize(out)
-    except Exception as e:  # noqa: BLE001 - a finished run is worth more than its plots
-        logging.getLogger(__name__).warning("could not draw the plots (%s: %s); rerun `python visualize.py %s`", type(e).__name__, e, out)
-        written = out / REPORT  # written before the plots, unless the log itself was unreadable
-        report = json.loads(written.read_text()) if written.is_file() else {"run_dir": str(out)}
-    print(format_summary(report, wall_time_s=wall_time_s, warnings=health.warnings, tensorboard=tensorboard,
-                         started_from=started_from), flush=True)
