@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from grpo_math import checkpoints, rundir
+from grpo_math import best_checkpoint, checkpoints, rundir
 from grpo_math.checkpoints import CheckpointError
 from grpo_math.config import RunConfig
 from grpo_math.data import DatasetError, default_eval_split, filter_long_prompts, load_math_dataset
@@ -275,6 +275,7 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
             merged.save_pretrained(str(staged / "merged"))
             tokenizer.save_pretrained(str(staged / "merged"))
         checkpoints.publish(staged, final)
+        best_checkpoint.sync_best(out, trainer.best_eval)  # best/: this run's best step (a resume may have moved it)
     stop.stage, stop.finished = "while drawing the plots", True
     logger.info("done in %.1f s; final model in %s", time.time() - t0, final)
 

@@ -148,7 +148,7 @@ def clear_run_dir(out: str | Path) -> None:
     """Remove the outputs of an earlier run in `out`: only names this tool writes, never a user's own files."""
     for child in Path(out).iterdir():
         if child.is_dir() and (CHECKPOINT_RE.fullmatch(child.name) or child.name in (FINAL, TENSORBOARD_DIR,
-                                                                                      STAGING)):
+                                                                                      STAGING, "best")):
             shutil.rmtree(child)
         elif child.is_file() and child.name in RUN_FILES:
             child.unlink()
