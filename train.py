@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from grpo_math import best_checkpoint, checkpoints, rundir
+from grpo_math import best_checkpoint, checkpoints, gguf_export, rundir
 from grpo_math.checkpoints import CheckpointError
 from grpo_math.config import RunConfig
 from grpo_math.data import DatasetError, default_eval_split, filter_long_prompts, load_math_dataset
@@ -209,8 +209,10 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
                            config.trust_remote_code)
         if not config.full_finetune:
             check_lora_targets(model, config.lora_target_modules, config.model_id)
-    except ModelLoadError as e:
-        raise RunError(str(e)) from None
+        if config.export_gguf:  # an architecture GGUF export cannot write fails now, not after training
+            gguf_export.check_architecture(model.config.model_type)
+    except (ModelLoadError, gguf_export.GGUFExportError) as e:
+        raise RunError(str(e) if not isinstance(e, gguf_export.GGUFExportError) else f"--export_gguf: {e}") from None
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     peft_config = build_lora_config(config)
@@ -276,6 +278,8 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
             tokenizer.save_pretrained(str(staged / "merged"))
         checkpoints.publish(staged, final)
         best_checkpoint.sync_best(out, trainer.best_eval)  # best/: this run's best step (a resume may have moved it)
+        if config.export_gguf:  # final/, read back and merged in float32, as RUN/final.f16.gguf and final.q8_0.gguf
+            gguf_export.export_model_dir(final, out, stem=rundir.FINAL)
     stop.stage, stop.finished = "while drawing the plots", True
     logger.info("done in %.1f s; final model in %s", time.time() - t0, final)
 
