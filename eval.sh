@@ -6,7 +6,7 @@
 #   bash eval.sh ckpts/demo ../shared/data/gsm8k "test[:16]" --batch_size 8
 #
 # Writes results/<run>/base.json, checkpoint-N.json (in step order) and final.json with eval.py, then
-# results/<run>/summary.json and the table (eval.py --summarize). The base model is run_config.json's model_id.
+# results/<run>/summary.json and the table (eval.py --summarize), where `*` marks the run's best checkpoint (best/). The base model is run_config.json's model_id.
 # A result already there with the same settings and weights is kept (eval.py --skip_existing), and an
 # interrupted eval resumes from its partial file, so rerunning after a failure redoes only what is missing.
 # A checkpoint whose weights are missing or cut short (a save killed by an older version) is skipped with a line.

@@ -94,6 +94,9 @@ def build_parser() -> FlagParser:
                    help="module names to adapt (q_proj v_proj ...) or all-linear")
     g.add_argument("--full_finetune", action="store_true", help="train all weights instead of a LoRA adapter")
     g.add_argument("--merge", action="store_true", help="also write a merged full model to OUTPUT_DIR/final/merged")
+    g.add_argument("--export_gguf", action="store_true",
+                   help="also write the merged final model as OUTPUT_DIR/final.f16.gguf and final.q8_0.gguf "
+                        "(llama.cpp, Ollama; Llama and Qwen2 models); later: python export_gguf.py RUN_DIR")
 
     g = p.add_argument_group("GRPO optimisation")
     g.add_argument("--learning_rate", type=_positive_float,

@@ -15,17 +15,16 @@ Left out on purpose: anything a flag does not ask for (no hidden schedules, no a
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
-import sys
 import time
 import warnings
 from pathlib import Path
 
 import torch
 
-from grpo_math.runs import checkpoints, plots, rundir
+from grpo_math.models import gguf_export
+from grpo_math.runs import best_checkpoint, checkpoints, plots, rundir
 from grpo_math.runs.checkpoints import CheckpointError, where_to_resume  # where_to_resume: main.py's too
 from grpo_math.config import RunConfig
 from grpo_math.data.sources import DatasetError, check_system_prompt, default_eval_split, filter_long_prompts, load_math_dataset
@@ -33,7 +32,7 @@ from grpo_math.runtime.devices import dtype_name, is_main_process
 from grpo_math.runs.divergence import Diverged
 from grpo_math.runtime.interrupts import GracefulStop, Stopped
 from grpo_math.models.loading import ModelLoadError, load_model, load_tokenizer
-from grpo_math.runs.provenance import git_commit, package_versions
+from grpo_math.runs.provenance import write_run_config
 from grpo_math.runs.diskfull import DiskFull, is_disk_full, writing
 from grpo_math.rewards import RewardError, RewardFailure, check_reward_funcs
 from grpo_math.runs.runlock import RunDirBusy, RunLock
@@ -239,8 +238,10 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
                            device=config.placement.device)
         if not config.full_finetune:
             check_lora_targets(model, config.lora_target_modules, config.model_id)
-    except ModelLoadError as e:
-        raise RunError(str(e)) from None
+        if config.export_gguf:  # an architecture GGUF export cannot write fails now, not after training
+            gguf_export.check_architecture(model.config.model_type)
+    except (ModelLoadError, gguf_export.GGUFExportError) as e:
+        raise RunError(str(e) if not isinstance(e, gguf_export.GGUFExportError) else f"--export_gguf: {e}") from None
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     peft_config = build_lora_config(config)
@@ -276,7 +277,8 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
             removed = rundir.clear_run_dir(out)  # --overwrite_output_dir, or --demo over the built-in demo
             logger.warning("replacing the earlier run in %s: removed %s", out, ", ".join(removed) or "nothing")
         with writing(rundir.RUN_CONFIG, out / rundir.RUN_CONFIG):
-            write_run_config(config, {"train_rows": len(train_ds), "dropped_long_prompts": n_dropped})
+            write_run_config(config, {"dtype": dtype_name(config.placement.dtype), "train_rows": len(train_ds),
+                                      "dropped_long_prompts": n_dropped})
     stop.training = True  # from here a signal means "save and stop after the step in progress"
     try:
         trainer.train(resume_from_checkpoint=resume)
@@ -323,6 +325,9 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
                     merged.save_pretrained(str(staged / "merged"))
                     tokenizer.save_pretrained(str(staged / "merged"))
                 checkpoints.publish(staged, final)
+                best_checkpoint.sync_best(out, trainer.best_eval)  # best/: this run's best step (a resume may move it)
+                if config.export_gguf:  # final/, read back and merged in float32: RUN/final.f16.gguf, final.q8_0.gguf
+                    gguf_export.export_model_dir(final, out, stem=rundir.FINAL)
     except DiskFull:
         if trainer.is_world_process_zero():
             checkpoints.discard(staged)  # gives the space back; the checkpoints are untouched
@@ -371,24 +376,6 @@ def load_eval_dataset(config: RunConfig):
     logger.info("accuracy eval: %d problems of %s [%s], greedy, %s and on the final model", len(ds),
                 config.dataset_id, split, when)
     return ds
-
-
-def write_run_config(config: RunConfig, extra: dict) -> Path:
-    """run_config.json: resolved arguments, package versions, device, dtype, git commit."""
-    record = {
-        "args": config.to_record(),
-        "device": config.placement.device,
-        "dtype": dtype_name(config.placement.dtype),
-        "versions": package_versions(),
-        "git_commit": git_commit(),
-        "command": " ".join(sys.argv),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        **extra,
-    }
-    path = Path(config.output_dir) / rundir.RUN_CONFIG
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rundir.write_atomic(path, json.dumps(record, indent=2, default=str) + "\n")
-    return path
 
 
 def _log_parameters(model: torch.nn.Module) -> None:

@@ -119,6 +119,7 @@ class RunConfig:
     lora_target_modules: list[str] = _list("all-linear")
     full_finetune: bool = False
     merge: bool = False
+    export_gguf: bool = False  # final/ merged, as f16 and q8_0 GGUF files in the run directory (gguf_export.py)
     # GRPO optimisation
     learning_rate: float | None = None  # resolved: 1e-5 with LoRA, 1e-6 full fine-tuning (LoRA needs ~10x)
     num_train_epochs: float = 1.0

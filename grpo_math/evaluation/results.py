@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from grpo_math.runs.best_checkpoint import read_best
 from grpo_math.runs.rundir import CHECKPOINT_RE, write_atomic
 
 logger = logging.getLogger(__name__)
@@ -166,9 +167,25 @@ def summarize(results_dir: str | Path) -> dict:
     for r in rows:
         for k in SUMMARY_COLUMNS:
             r[f"delta_{k}"] = r[k] - base[k] if base and None not in (r[k], base[k]) else None
-    summary = {"results_dir": str(d), "base": base["name"] if base else None, "rows": rows}
+    best = _best_of_run(d)  # the run's kept best checkpoint (best_checkpoint.py), marked in the table
+    for r in rows:
+        r["best"] = bool(best) and r["step"] == best["step"] and r["name"] != "base"
+    summary = {"results_dir": str(d), "base": base["name"] if base else None, "rows": rows,
+               "best_checkpoint": best}
     write_atomic(d / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _best_of_run(d: Path) -> dict | None:
+    """The run's best_checkpoint.json, found through the run_dir its results name (eval.py writes it)."""
+    for f in d.glob("*.json"):
+        try:
+            run_dir = json.loads(f.read_text(encoding="utf-8"))["config"]["run_dir"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if run_dir:
+            return read_best(run_dir)
+    return None
 
 
 def format_table(summary: dict) -> str:
@@ -184,12 +201,15 @@ def format_table(summary: dict) -> str:
     for r in summary["rows"]:
         base = r["name"] == "base"
         lines.append(
-            f"{r['name']:<16}{'-' if r['step'] is None else r['step']:>6}  "
+            f"{r['name'] + (' *' if r.get('best') else ''):<16}{'-' if r['step'] is None else r['step']:>6}  "
             f"{pct(r['accuracy']) + ('' if base else delta(r['delta_accuracy'])):<18}"
             f"{pct(r['accuracy_lenient']) + ('' if base else delta(r['delta_accuracy_lenient'])):<18}"
             f"{pct(r['format_rate']) + ('' if base else delta(r['delta_format_rate'])):<18}"
             f"{'-' if r['mean_completion_tokens'] is None else format(r['mean_completion_tokens'], '.1f')}"
             f"{'' if base else delta(r['delta_mean_completion_tokens'], 1.0, '')}")
+    best = summary.get("best_checkpoint")
+    if best and any(r.get("best") for r in summary["rows"]):
+        lines.append(f"* the best in-run eval (step {best['step']}, {best['eval_accuracy']:.1%}), kept as {best['path']}")
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@
     warm_start    the demo's starting point, shipped in `demo_model/`
     gguf_tensors  which tensors of a GGUF file the converted model uses (none dropped in silence)
     quantize      QLoRA: the 4-bit NF4 base (bitsandbytes), where it can run
+    gguf_export   a merged model written as a GGUF file (f16, q8_0)
 """
 
-__all__ = ["gguf_files", "gguf_tensors", "loading", "quantize", "rollout", "tiny", "warm_start"]  # the public modules; `_name` ones are this package's own
+__all__ = ["gguf_export", "gguf_files", "gguf_tensors", "loading", "quantize", "rollout", "tiny", "warm_start"]  # the public modules; `_name` ones are this package's own

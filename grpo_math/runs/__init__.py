@@ -9,6 +9,7 @@
     health        plain-words warnings for GRPO's silent failures
     provenance    package versions and the git commit
     diskfull      a full disk while writing: one line naming what was being written
+    best_checkpoint  the best in-run eval's checkpoint, kept as best/
 """
 
-__all__ = ["checkpoints", "diskfull", "divergence", "health", "plots", "provenance", "report", "rundir", "runlock"]  # the public modules; `_name` ones are this package's own
+__all__ = ["best_checkpoint", "checkpoints", "diskfull", "divergence", "health", "plots", "provenance", "report", "rundir", "runlock"]  # the public modules; `_name` ones are this package's own

@@ -282,11 +282,12 @@ def remove(ckpt: Path) -> None:
     _tidy(trash.parent)
 
 
-def rotate(run_dir: str | Path, keep: int | None, newest: Path) -> None:
-    """--save_total_limit: remove the oldest checkpoints (by step) past `keep`, never `newest`."""
+def rotate(run_dir: str | Path, keep: int | None, newest: Path, best: Path | None = None) -> None:
+    """--save_total_limit: remove the oldest checkpoints (by step) past `keep`, never `newest` nor `best` (the
+    best in-run eval's, best_checkpoint.py): it is kept on top of the newest `keep`."""
     if not keep:
         return
-    found = [c for _, c in checkpoint_dirs(run_dir)]
+    found = [c for _, c in checkpoint_dirs(run_dir) if c != best]
     for ckpt in [c for c in found if c != newest][:max(0, len(found) - keep)]:
         logger.info("removing %s (--save_total_limit %d)", ckpt.name, keep)
         remove(ckpt)

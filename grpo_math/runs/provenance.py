@@ -5,10 +5,16 @@ Shared by train.py and eval.py so that a training run and its evaluation describ
 
 from __future__ import annotations
 
+import json
 import platform
 import subprocess
+import sys
+import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+from grpo_math.config import RunConfig
+from grpo_math.runs.rundir import RUN_CONFIG, write_atomic
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "math-verify")
 
@@ -32,3 +38,21 @@ def git_commit() -> str | None:
         return res.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def write_run_config(config: RunConfig, extra: dict) -> Path:
+    """run_config.json: resolved arguments, package versions, device, git commit, and `extra` (the dtype's name,
+    the data's counts)."""
+    record = {
+        "args": config.to_record(),
+        "device": config.placement.device,
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "command": " ".join(sys.argv),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **extra,
+    }
+    path = Path(config.output_dir) / RUN_CONFIG
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(record, indent=2, default=str) + "\n")
+    return path

@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from grpo_math.runs.best_checkpoint import BEST, read_best
 from grpo_math.runs.rundir import (COMPLETIONS_LOG, FINAL, PLOTS, REPORT, TENSORBOARD_DIR, TRAIN_LOG,
                               read_run_config)
 
@@ -150,6 +151,8 @@ def build_report(run: dict) -> dict:
                    if k in args},
         "summary": summary,
         "best_step": best_step,
+        # the kept best checkpoint (RUN/best/, best_checkpoint.py): the best eval at a step >= 1, or None
+        "best_checkpoint": read_best(run["dir"]),
         "eval": ev,
         "completions": {"rows": len(run["completions"]),
                         "steps": sorted({c.get("step") for c in run["completions"]} - {None}),
@@ -187,10 +190,14 @@ def format_summary(report: dict, *, wall_time_s: float, warnings: list[dict] | N
                      f"{ev['last_accuracy']:.1%} at step {ev['last_step']} (greedy decoding)")
     else:
         lines.append("  eval accuracy            none (pass --eval_every N to score held-out problems)")
+    best = report.get("best_checkpoint")
+    if best:
+        lines.append(f"  best checkpoint          step {best['step']} ({best['eval_accuracy']:.1%} eval accuracy) -> "
+                     f"{best['path']} (= {best['checkpoint']}; final/ is the last step)")
     if warnings:
         kinds = sorted({w["kind"].split(":")[0] for w in warnings})
         lines.append(f"  warnings                 {len(warnings)} ({', '.join(kinds)}); see the log above")
-    outputs = [name for name in (TRAIN_LOG, COMPLETIONS_LOG, *PLOTS, REPORT, FINAL)
+    outputs = [name for name in (TRAIN_LOG, COMPLETIONS_LOG, *PLOTS, REPORT, FINAL, BEST)
                if (Path(run_dir) / name).exists()]
     lines.append(f"  outputs                  {run_dir}/ {', '.join(outputs)}")
     if tensorboard:

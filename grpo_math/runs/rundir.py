@@ -160,7 +160,7 @@ def clear_run_dir(out: str | Path) -> list[str]:
     removed = []
     for child in sorted(Path(out).iterdir()):
         if child.is_dir() and (CHECKPOINT_RE.fullmatch(child.name) or child.name in (FINAL, TENSORBOARD_DIR,
-                                                                                      STAGING)):
+                                                                                      STAGING, "best")):
             shutil.rmtree(child)
             removed.append(child.name + "/")
         elif child.is_file() and child.name in RUN_FILES:

@@ -8,7 +8,8 @@
                     text in TensorBoard; it also measures samples (completions) per second.
     AccuracyEval    greedy accuracy on held-out problems every --eval_every steps (and at step 0 with
                     --eval_before_train, and on the final model), through `scoring.evaluate`, the code eval.py
-                    runs, with the run's own reward callables; once per eval, in rank 0, under several processes.
+                    runs, with the run's own reward callables; once per eval, in rank 0, under several processes;
+                    a new best step is saved and kept (best_checkpoint.py).
     ConsoleProgress one tqdm bar (step, samples/s, time left, reward) instead of transformers' per-step dict
                     dump, one line per eval, and the `health.HealthCheck` warnings.
 
@@ -31,6 +32,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from grpo_math.grading.answers import completion_text
+from grpo_math.runs.best_checkpoint import best_eval, note_eval
 from grpo_math.config import DEFAULT_MAX_COMPLETION_LENGTH, RunConfig
 from grpo_math.runs.health import HealthCheck
 from grpo_math.runtime.launch import run_on_main
@@ -40,7 +42,6 @@ from grpo_math.training.tensorboard import completions_markdown, tensorboard_wri
 from grpo_math.training.trainer import generation_logs, guard_reward, queue_metrics, weights_sharded
 
 logger = logging.getLogger(__name__)
-
 
 
 def write_records(path: Path, records: list[dict]) -> None:
@@ -53,7 +54,6 @@ def write_records(path: Path, records: list[dict]) -> None:
 def prompt_key(prompt: Any) -> str:
     """A stable key for a dataset prompt (string or chat messages), to find its gold answer again."""
     return prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, ensure_ascii=False)
-
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -235,10 +235,7 @@ class AccuracyEval(TrainerCallback):
     def __init__(self, evaluate: Callable, dataset, tokenizer, *, every: int = 0, before_train: bool = False,
                  max_completion_length: int = DEFAULT_MAX_COMPLETION_LENGTH,
                  reward_funcs: list[Callable] | None = None, reward_weights: list[float] | None = None) -> None:
-        self.evaluate = evaluate
-        self.dataset = dataset
-        self.tokenizer = tokenizer
-        self.every = every
+        self.evaluate, self.dataset, self.tokenizer, self.every = evaluate, dataset, tokenizer, every
         self.before_train = before_train
         self.max_completion_length = max_completion_length
         self.reward_funcs = reward_funcs
@@ -275,6 +272,7 @@ class AccuracyEval(TrainerCallback):
         return out
 
     def on_train_begin(self, args, state, control, **kwargs):
+        self.trainer.best_eval = best_eval(state.log_history, state.global_step)  # a resumed run's best
         if self.before_train and state.global_step == 0:  # a resumed run already has its starting score
             self.trainer.log(self.shared_eval(0))  # step 0: TRL has no half-collected metrics yet
 
@@ -283,8 +281,10 @@ class AccuracyEval(TrainerCallback):
         due = self.every > 0 and step % self.every == 0
         last = step >= state.max_steps  # so "last eval accuracy" is the final model's
         if due or last:
-            queue_metrics(self.trainer, self.shared_eval(step))
+            out = self.shared_eval(step)
+            queue_metrics(self.trainer, out)
             control.should_log = True  # this step's record then carries the eval, whatever --logging_steps is
+            control.should_save |= note_eval(self.trainer, step, out)  # a new best is saved, whatever --save_steps
         return control
 
 

@@ -45,8 +45,8 @@ def _check_launch(v: dict[str, Any], placement, sharded: str | None) -> None:
         raise UsageError(f"--fast_generation on: this accelerate launch shards the weights ({sharded}), but the "
                          "inference copy needs them whole on every process; use --fast_generation auto (stock TRL "
                          "generation then), or DDP / ZeRO-2 (configs/accelerate/ddp.yaml, zero2.yaml)")
-    if sharded and v["merge"]:
-        raise UsageError(f"--merge: this accelerate launch shards the weights ({sharded}), so no process holds a "
+    if sharded and (v["merge"] or v.get("export_gguf")):
+        raise UsageError(f"--{'merge' if v['merge'] else 'export_gguf'}: this accelerate launch shards the weights ({sharded}), so no process holds a "
                          "whole model to merge; drop --merge and merge final/ on one process afterwards")
     local = local_world_size()
     if placement.device == "cuda" and local > 1 and local > torch.cuda.device_count():

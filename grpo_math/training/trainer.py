@@ -47,6 +47,7 @@ from grpo_math.models.rollout import InferenceCopy, UnsupportedModelError
 from grpo_math.runs.rundir import as_number
 from grpo_math.runs.diskfull import writing
 from grpo_math.models.quantize import is_4bit
+from grpo_math.runs import best_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +173,7 @@ class GuardedGRPOTrainer(GRPOTrainer):
     """`GRPOTrainer` with whole checkpoints, checked rewards and weights-only resume (see the module docstring)."""
 
     resume_weights_only = False  # train.py sets it from --resume_weights_only
+    best_eval: dict | None = None  # {"step", "eval_accuracy"}: callbacks.AccuracyEval keeps it (best_checkpoint.py)
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -206,7 +208,11 @@ class GuardedGRPOTrainer(GRPOTrainer):
         self.accelerator.wait_for_everyone()  # every rank's RNG state is in before the rename
         if self.args.should_save:
             checkpoints.publish(staged, run_dir / name)
-            checkpoints.rotate(run_dir, self.args.save_total_limit, run_dir / name)
+            best = self.best_eval  # the in-run eval's best step (best_checkpoint.py): never rotated away
+            if best and best["step"] == self.state.global_step:
+                best_checkpoint.publish_best(run_dir, run_dir / name, best)
+            checkpoints.rotate(run_dir, self.args.save_total_limit, run_dir / name,
+                               best=run_dir / f"checkpoint-{best['step']}" if best else None)
         # no rank returns before the checkpoint has its name: after a stop the ranks exit next, and a launcher
         # stops the rest as soon as one exits, which could catch rank 0 mid-rename
         self.accelerator.wait_for_everyone()
