@@ -21,7 +21,6 @@ per-token statistics, images, anything needing a second pass over data.
 from __future__ import annotations
 
 import functools
-
 import json
 import logging
 import time
@@ -389,8 +388,7 @@ def add_callbacks(trainer, config: RunConfig, train_ds, eval_ds, tokenizer) -> C
     if eval_ds is not None:
         # a user's reward that fails in the eval is named like one that fails in a step (train.py's one line)
         rewards = [guard_reward(f, when="the accuracy eval") for f in config.rewards]
-        # the chat template renders eval prompts as it renders training prompts (Qwen3's enable_thinking)
-        evaluate = functools.partial(evaluate, chat_template_kwargs=config.chat_template_kwargs)
+        evaluate = functools.partial(evaluate, chat_template_kwargs=config.chat_template_kwargs)  # as training
         accuracy = AccuracyEval(evaluate, eval_ds, tokenizer, every=config.eval_every,
                                 before_train=config.eval_before_train,
                                 max_completion_length=config.max_completion_length,
