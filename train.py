@@ -34,6 +34,8 @@ from grpo_math.runtime.interrupts import GracefulStop, Stopped
 from grpo_math.models.loading import ModelLoadError, load_model, load_tokenizer
 from grpo_math.runs.provenance import write_run_config
 from grpo_math.runs.diskfull import DiskFull, is_disk_full, writing
+from grpo_math.training.memory import check_before_load, is_out_of_memory, oom_line, probe_first_step
+from grpo_math.models.quantize import merged_model, prepare_for_training
 from grpo_math.rewards import RewardError, RewardFailure, check_reward_funcs
 from grpo_math.runs.runlock import RunDirBusy, RunLock
 
@@ -95,24 +97,18 @@ def build_grpo_config(config: RunConfig):
         scale_rewards=config.scale_rewards,
         epsilon=config.epsilon,
         epsilon_high=config.epsilon_high,
-        delta=config.delta,
-        importance_sampling_level=config.importance_sampling_level,
-        mask_truncated_completions=config.mask_truncated_completions,
-        top_entropy_quantile=config.top_entropy_quantile,
-        entropy_coef=config.entropy_coef,
+        delta=config.delta, entropy_coef=config.entropy_coef, importance_sampling_level=config.importance_sampling_level,
+        mask_truncated_completions=config.mask_truncated_completions, top_entropy_quantile=config.top_entropy_quantile,
         num_iterations=config.num_iterations,
         reward_weights=config.reward_weights,
         # generation
         max_completion_length=config.max_completion_length,
         temperature=config.temperature,
         top_p=config.top_p,
-        top_k=config.top_k,
-        min_p=config.min_p,
-        repetition_penalty=config.repetition_penalty,
-        chat_template_kwargs=config.chat_template_kwargs,
+        top_k=config.top_k, min_p=config.min_p, repetition_penalty=config.repetition_penalty,
+        chat_template_kwargs=config.chat_template_kwargs,  # TRL renders training prompts with them
         use_vllm=config.use_vllm,
-        vllm_mode=config.vllm_mode,
-        vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
+        vllm_mode=config.vllm_mode, vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
         # logging and saving
         logging_steps=config.logging_steps,
         report_to=report_to,
@@ -200,7 +196,7 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
             prompt_lang=config.prompt_lang, system_prompt=config.system_prompt, seed=config.seed,
         )
         train_ds, n_dropped = filter_long_prompts(train_ds, tokenizer, config.max_prompt_length,
-                                                  chat_template_kwargs=config.chat_template_kwargs)
+                                                  config.chat_template_kwargs)
     except (DatasetError, ModelLoadError) as e:
         raise RunError(str(e)) from None
     logger.info("training prompts: %d (%d dropped as longer than %d tokens)", len(train_ds), n_dropped,
@@ -221,21 +217,12 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
     except RewardError as e:
         raise RunError(str(e)) from None
 
-    # 4. model (+ LoRA, which the trainer applies from the config; its target names are checked here first),
-    # after the memory estimate from the settings and the model's config alone
+    # 4. model (+ LoRA, which the trainer applies from the config; its target names are checked here first)
     if main_process:
-        from grpo_math.training import memory
-
-        try:
-            shape = memory.model_shape(config.model_id, config.lora_target_modules, config.trust_remote_code)
-        except (OSError, ValueError) as e:  # the load below says it better
-            logger.info("no memory estimate: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
-        else:
-            memory.check(config, shape, memory.longest_prompt(train_ds, tokenizer, config.chat_template_kwargs))
+        check_before_load(config, train_ds, tokenizer)  # the memory estimate, from the model's config alone
     try:
         model = load_model(config.model_id, config.placement.load_dtype(config.full_finetune),
-                           config.trust_remote_code, load_in_4bit=config.load_in_4bit,
-                           device=config.placement.device)
+                           config.trust_remote_code, load_in_4bit=config.load_in_4bit, device=config.placement.device)
         if not config.full_finetune:
             check_lora_targets(model, config.lora_target_modules, config.model_id)
         if config.export_gguf:  # an architecture GGUF export cannot write fails now, not after training
@@ -246,8 +233,6 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     peft_config = build_lora_config(config)
     if config.load_in_4bit:
-        from grpo_math.models.quantize import prepare_for_training
-
         model = prepare_for_training(model, config.gradient_checkpointing)
 
     # 5. config and trainer (stock generation or rollout.py's, both with whole checkpoints and checked rewards)
@@ -271,6 +256,11 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
     console = add_callbacks(trainer, config, train_ds, eval_ds, tokenizer)
     trainer.add_callback(stop)
 
+    if config.placement.device != "cpu" and not resume:  # CPU memory is not a hard wall worth a probe step
+        try:  # the longest prompts at full completion length, before anything is written
+            probe_first_step(trainer.model, config, train_ds, tokenizer)
+        except MemoryError as e:
+            raise RunError(str(e)) from None
     # 6. train; the first write to the run directory is here, so a run that failed before left it as it was
     if main_process:
         if config.overwrite_output_dir and not resume and (out / rundir.RUN_CONFIG).exists():
@@ -291,11 +281,8 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
     except Diverged as e:  # a non-finite loss, gradient, weight or logit: nothing non-finite was written
         raise RunError(f"{e}; {where_to_resume(config)}") from None
     except (OSError, RuntimeError, MemoryError) as e:  # out of memory, or a full disk outside a checkpoint's save
-        from grpo_math.training.memory import OOM_FLAGS, is_out_of_memory
-
-        if isinstance(e, MemoryError) or is_out_of_memory(e):
-            raise RunError(f"out of memory at step {trainer.state.global_step + 1}; lower {OOM_FLAGS}; "
-                           f"{where_to_resume(config)}") from None
+        if is_out_of_memory(e):
+            raise RunError(f"{oom_line(trainer.state.global_step + 1)}; {where_to_resume(config)}") from None
         if not is_disk_full(e, out):
             raise
         raise DiskFull(f"no space left on the device writing {getattr(e, 'filename', None) or out}") from e
@@ -321,7 +308,7 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
             if trainer.is_world_process_zero():
                 tokenizer.save_pretrained(str(staged))
                 if config.merge:
-                    merged = _merged(config, trainer, staged)
+                    merged = merged_model(config, trainer.accelerator.unwrap_model(trainer.model), staged)
                     merged.save_pretrained(str(staged / "merged"))
                     tokenizer.save_pretrained(str(staged / "merged"))
                 checkpoints.publish(staged, final)
@@ -346,15 +333,6 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
 # The steps' helpers
 
 
-def _merged(config: RunConfig, trainer, adapter_dir: Path):
-    """The merged full model; a 4-bit run's adapter goes onto the base reloaded unquantised (in the training
-    dtype), so the merge does not round the base through 4 bits."""
-    if not config.load_in_4bit:
-        return trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
-    from peft import PeftModel
-
-    base = load_model(config.model_id, config.placement.load_dtype(False), config.trust_remote_code)
-    return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
 
 
 def load_eval_dataset(config: RunConfig):

@@ -103,3 +103,28 @@ def test_an_out_of_memory_step_is_one_line_naming_the_flags(tmp_path, monkeypatc
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("main.py")]
     assert len(err) == 1 and err[0].startswith("main.py: error: out of memory at step 1; lower --batch_size"), err
     assert "--gradient_checkpointing" in err[0] and "no checkpoint was saved" in err[0]
+
+
+def test_the_probe_runs_the_worst_shape_and_leaves_no_gradients(tmp_path, tiny_model_dir):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from grpo_math.models.loading import load_model
+
+    model = get_peft_model(load_model(str(tiny_model_dir), torch.float32),
+                           LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
+    model.eval()
+    memory.probe(model, 4, 64, model.get_input_embeddings().num_embeddings)
+    assert all(p.grad is None for p in model.parameters()) and not model.training
+
+    def oom(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9 GiB")
+
+    model.forward = oom
+    import datasets
+
+    ds = datasets.Dataset.from_list([{"prompt": [{"role": "user", "content": "1 + 1"}], "answer": "2"}])
+    from grpo_math.models.loading import load_tokenizer
+
+    with pytest.raises(MemoryError, match=r"out of memory before the first step: a micro-batch of 16 x \d+ tokens"):
+        memory.probe_first_step(model, _demo_config(tmp_path), ds, load_tokenizer(str(tiny_model_dir)))

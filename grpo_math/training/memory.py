@@ -170,12 +170,11 @@ def fixes(config: RunConfig, shape: Shape, prompt_len: int, budget: float) -> li
     tries: list[tuple[str, dict]] = []
     if not config.gradient_checkpointing:
         tries.append(("--gradient_checkpointing", {"gradient_checkpointing": True}))
-    for b in (config.batch_size // 2, config.batch_size // 4):
-        if b >= 1 and (b * config.gradient_accumulation_steps * config.world_size) % config.num_generations == 0:
-            tries.append((f"--batch_size {b} --gradient_accumulation_steps "
-                          f"{config.gradient_accumulation_steps * config.batch_size // b}",
-                          {"batch_size": b, "gradient_accumulation_steps":
-                           config.gradient_accumulation_steps * config.batch_size // b}))
+    for b in (config.batch_size // 2, config.batch_size // 4):  # the same generation batch in smaller pieces
+        if b >= 1 and config.batch_size % b == 0:
+            ga = config.gradient_accumulation_steps * config.batch_size // b
+            flag = f"--batch_size {b} --gradient_accumulation_steps {ga}"
+            tries.append((flag, {"batch_size": b, "gradient_accumulation_steps": ga}))
     if not config.load_in_4bit and not config.full_finetune and not config.use_vllm:
         tries.append(("--load_in_4bit", {"load_in_4bit": True}))
     if config.max_completion_length > 64:
@@ -212,13 +211,64 @@ def check(config: RunConfig, shape: Shape, prompt_len: int) -> Estimate:
     return est
 
 
-OOM_FLAGS = "--batch_size (raising --gradient_accumulation_steps), --max_completion_length, or add " \
-            "--gradient_checkpointing / --load_in_4bit"
+def probe(model: torch.nn.Module, batch_size: int, seq_len: int, vocab: int) -> None:
+    """One forward and backward pass of a micro-batch at the worst shape the run can meet (`batch_size`
+    sequences of the longest prompt plus the full completion length), gradients dropped after: an
+    out-of-memory error of the training pass happens here, in the first minute, not at the step where a long
+    prompt first meets a completion that never stops. Generation's KV cache is smaller than this pass for the
+    shapes this tool trains (see `estimate`), so it is not probed separately."""
+    device = next(p for p in model.parameters() if p.requires_grad).device
+    ids = torch.randint(0, vocab, (batch_size, seq_len), device=device, generator=None)
+    was_training = model.training
+    model.train()
+    try:
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits  # [B, S, V]
+        loss = torch.log_softmax(logits.float(), dim=-1).mean()
+        loss.backward()
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    del logits, loss
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def check_before_load(config: RunConfig, train_ds, tokenizer) -> Estimate | None:
+    """train.py's step: the estimate for this run, logged (and warned about), before the weights load."""
+    try:
+        shape = model_shape(config.model_id, config.lora_target_modules, config.trust_remote_code)
+    except (OSError, ValueError) as e:  # the model load right after says it better
+        logger.info("no memory estimate: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return None
+    return check(config, shape, longest_prompt(train_ds, tokenizer, config.chat_template_kwargs))
+
+
+def probe_first_step(model: torch.nn.Module, config: RunConfig, train_ds, tokenizer) -> None:
+    """`probe` at this run's worst shape; an out-of-memory error becomes a MemoryError of one line."""
+    seq = longest_prompt(train_ds, tokenizer, config.chat_template_kwargs) + config.max_completion_length
+    try:
+        probe(model, config.batch_size, seq, model.get_input_embeddings().num_embeddings)
+    except RuntimeError as e:
+        if not is_out_of_memory(e):
+            raise
+        raise MemoryError(f"out of memory before the first step: a micro-batch of {config.batch_size} x {seq} "
+                          f"tokens (the longest prompt at full completion length) does not fit; lower "
+                          f"{OOM_FLAGS}") from None
+    logger.info("memory probe: %d x %d tokens, forward and backward, fit", config.batch_size, seq)
+
+
+OOM_FLAGS = ("--batch_size (raising --gradient_accumulation_steps), --max_completion_length, or add "
+             "--gradient_checkpointing / --load_in_4bit")
+
+
+def oom_line(step: int) -> str:
+    """What an out-of-memory error at `step` tells the user (train.py adds where to resume from)."""
+    return f"out of memory at step {step}; lower {OOM_FLAGS}"
 
 
 def is_out_of_memory(error: BaseException) -> bool:
-    """torch's OutOfMemoryError (CUDA, MPS), or the CPU allocator's failure."""
-    if isinstance(error, torch.OutOfMemoryError):
+    """torch's OutOfMemoryError (CUDA, MPS), the CPU allocator's failure, or Python's MemoryError."""
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
         return True
     text = str(error)
     return isinstance(error, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
