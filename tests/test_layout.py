@@ -8,7 +8,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "grpo_math"
-TOP_LEVEL = ("main.py", "train.py", "data_utils.py", "reward.py", "eval.py", "inference.py", "visualize.py")
+TOP_LEVEL = ("main.py", "train.py", "data_utils.py", "reward.py", "eval.py", "inference.py", "visualize.py",
+             "export_gguf.py")  # issue 21 names `python export_gguf.py RUN_DIR|MODEL_DIR`
 TRL_PRIVATE = re.compile(r"_generate_single_turn|\b_metrics\b|\b_logs\b|\b_n_gpu\b|\b_dist\b")
 
 
