@@ -31,11 +31,11 @@ from grpo_math.data.sources import DatasetError, check_system_prompt, default_ev
 from grpo_math.runtime.devices import dtype_name, is_main_process
 from grpo_math.runs.divergence import Diverged
 from grpo_math.runtime.interrupts import GracefulStop, Stopped
-from grpo_math.models.loading import ModelLoadError, load_model, load_tokenizer
+from grpo_math.models.loading import ModelLoadError, load_model, load_tokenizer, merged_model
 from grpo_math.runs.provenance import write_run_config
 from grpo_math.runs.diskfull import DiskFull, is_disk_full, writing
 from grpo_math.training.memory import check_before_load, is_out_of_memory, oom_line, probe_first_step
-from grpo_math.models.quantize import merged_model, prepare_for_training
+from grpo_math.models.quantize import prepare_for_training
 from grpo_math.rewards import RewardError, RewardFailure, check_reward_funcs
 from grpo_math.runs.runlock import RunDirBusy, RunLock
 

@@ -32,7 +32,9 @@ def cache(tmp_path, monkeypatch):
 
 
 def round_trip(model, tok, path: Path, qtype: str, new_tokens: int = 16) -> tuple[float, bool]:
-    """(max |logit difference|, same greedy completion) of `model` and its GGUF export read back."""
+    """(max |logit difference|, same greedy completion) of `model` and its GGUF export read back; the
+    completions may differ only past a position where the float model's top two tokens are within the type's
+    tolerance of each other (a near-tie), which is asserted here."""
     gguf_export.export(model, tok, path, qtype)
     back, back_tok = load_model(str(path), torch.float32).eval(), load_tokenizer(str(path))
     assert back_tok.chat_template == tok.chat_template
@@ -40,8 +42,13 @@ def round_trip(model, tok, path: Path, qtype: str, new_tokens: int = 16) -> tupl
     assert torch.equal(torch.tensor(encode_prompts(back_tok, [QUESTION])), ids)  # vocabulary, merges, template
     with torch.no_grad():
         diff = (model(ids).logits - back(ids).logits).abs().max().item()
-        same = torch.equal(model.generate(ids, max_new_tokens=new_tokens, do_sample=False),
-                           back.generate(ids, max_new_tokens=new_tokens, do_sample=False))
+        ref = model.generate(ids, max_new_tokens=new_tokens, do_sample=False)
+        same = torch.equal(ref, back.generate(ids, max_new_tokens=new_tokens, do_sample=False))
+        # teacher-forced on the float model's completion: the file picks the same token wherever it is clear
+        a, b = model(ref).logits[0, ids.shape[1] - 1:-1], back(ref).logits[0, ids.shape[1] - 1:-1]  # [T, V]
+        top2 = a.topk(2).values
+        clear = (top2[:, 0] - top2[:, 1]) > 2 * diff
+        assert torch.equal(a.argmax(-1)[clear], b.argmax(-1)[clear])
     return diff, same
 
 
@@ -130,7 +137,7 @@ def test_the_real_smollm2_model_round_trips(tmp_path):
     model, tok = load_model(source, torch.float32).eval(), load_tokenizer(source)
     for qtype, tol in (("f16", 0.1), ("q8_0", 2.5)):
         diff, same = round_trip(model, tok, tmp_path / f"smollm2.{qtype}.gguf", qtype, new_tokens=24)
-        assert diff < tol and same, (qtype, diff)
+        assert diff < tol and (same or qtype == "q8_0"), (qtype, diff)  # q8_0: near-ties may flip (round_trip)
 
 
 def test_llama_cpp_python_loads_and_generates(tmp_path):

@@ -198,3 +198,14 @@ def load_for_inference(model_dir: str, dtype: torch.dtype, device: str, base_mod
     tokenizer = load_tokenizer(tok_src, trust_remote_code)
     model.to(device).eval()
     return model, tokenizer, base_id
+
+
+def merged_model(config, model: torch.nn.Module, adapter_dir):
+    """The merged full model of a LoRA run (`--merge`); a 4-bit run's adapter, saved in `adapter_dir`, goes onto
+    the base reloaded unquantised in the training dtype, so the merge does not round the base through 4 bits."""
+    if not config.load_in_4bit:
+        return model.merge_and_unload()
+    from peft import PeftModel
+
+    base = load_model(config.model_id, config.placement.load_dtype(False), config.trust_remote_code)
+    return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()

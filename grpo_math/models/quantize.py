@@ -81,16 +81,3 @@ def prepare_for_training(model: torch.nn.Module, gradient_checkpointing: bool) -
             n += 1
     logger.info("4-bit base: %d layers in %s with double quantisation", n, QUANT_TYPE.upper())
     return model
-
-
-def merged_model(config, model: torch.nn.Module, adapter_dir):
-    """The merged full model of a LoRA run (`--merge`); a 4-bit run's adapter, saved in `adapter_dir`, goes onto
-    the base reloaded unquantised in the training dtype, so the merge does not round the base through 4 bits."""
-    if not config.load_in_4bit:
-        return model.merge_and_unload()
-    from peft import PeftModel
-
-    from grpo_math.models.loading import load_model
-
-    base = load_model(config.model_id, config.placement.load_dtype(False), config.trust_remote_code)
-    return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
