@@ -18,6 +18,16 @@ import tempfile
 from pathlib import Path
 
 
+def _peak_rss() -> int:
+    """The process' peak resident memory in bytes: VmHWM where there is /proc (a fresh process's own, unlike
+    ru_maxrss, which keeps the high-water mark of the process it was forked from across exec), else ru_maxrss."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) * 1024
+    except (OSError, StopIteration, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+
+
 def measure(argv: list[str]) -> dict:
     """{"estimate": bytes, "measured": bytes, "parts": {...}} for one training step with main.py flags `argv`."""
     import psutil
@@ -48,7 +58,7 @@ def measure(argv: list[str]) -> dict:
         memory.check, train.load_model = original_check, original_load
     if code:
         raise RuntimeError(f"main.py exited {code}")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    peak = _peak_rss()
     return {"estimate": seen["estimate"], "measured": peak - seen["before"], "parts": seen["parts"],
             "prompt_len": seen["prompt_len"]}
 

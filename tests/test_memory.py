@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,9 +27,12 @@ SMOLLM2 = next(iter(Path(__import__("sysconfig").get_paths()["purelib"], "llm_sm
 
 
 def _measure(argv):
-    from bench.memory_check import measure
-
-    return measure(argv)
+    """One training step in a fresh process: the peak is that step's alone, not the test process's earlier one."""
+    probe = "import json, sys; from bench.memory_check import measure; print(json.dumps(measure(sys.argv[1:])))"
+    proc = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True,
+                          cwd=Path(main.__file__).parent, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
