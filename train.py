@@ -87,7 +87,9 @@ def build_grpo_config(config: RunConfig):
         lr_scheduler_type=config.lr_scheduler_type,
         warmup_steps=config.warmup_ratio,  # transformers 5: a float below 1 is a ratio of total steps
         max_grad_norm=config.max_grad_norm,
-        **({"gradient_checkpointing": True} if config.gradient_checkpointing else {}),  # the kwarg alone warns
+        # always passed, both ways: TRL 1.16 defaults it to True, which would recompute every layer's forward in
+        # the backward of every run (transformers 5's name; `gradient_checkpointing` is its deprecated alias)
+        activation_checkpointing=config.gradient_checkpointing,
         seed=config.seed,
         data_seed=config.seed,
         # GRPO

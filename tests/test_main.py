@@ -275,6 +275,23 @@ def test_the_parser_takes_every_default_from_config():
     assert {k: getattr(parsed, k) for k in main.config.DEFAULTS} == main.config.DEFAULTS
 
 
+def test_gradient_checkpointing_is_off_unless_asked_and_reaches_trl_both_ways(tmp_path):
+    """TRL 1.16's GRPOConfig defaults checkpointing to True: the tool must pass its own value every time, or no
+    run could turn it off (and every step would pay an extra forward pass in the backward)."""
+    import train
+
+    cases = {(): False, ("--gradient_checkpointing",): True, ("--no-gradient_checkpointing",): False}
+    for flags, expected in cases.items():
+        grpo = train.build_grpo_config(args_for("--device", "cpu", *flags, tmp_path=tmp_path))
+        assert grpo.gradient_checkpointing is expected, flags
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("gradient_checkpointing: true\n")
+    a = args_for("--config", str(cfg), "--device", "cpu", tmp_path=tmp_path)
+    assert train.build_grpo_config(a).gradient_checkpointing is True
+    a = args_for("--config", str(cfg), "--device", "cpu", "--no-gradient_checkpointing", tmp_path=tmp_path)
+    assert train.build_grpo_config(a).gradient_checkpointing is False  # the flag beats the YAML
+
+
 def test_ddp_timeout_reaches_the_trainer_and_is_checked(tmp_path):
     """The other processes wait this long while rank 0 runs the accuracy eval; transformers' 1800 s would end a
     launch whose eval runs longer, so the default is 7200 s and the flag (or a YAML key) changes it."""
