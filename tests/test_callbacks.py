@@ -36,7 +36,7 @@ RECORD_KEYS = {"step", "epoch", "loss", "reward", "reward_std", "rewards/format/
                "completions/mean_length", "completions/min_length", "completions/max_length",
                "completions/clipped_ratio", "frac_reward_zero_std", "learning_rate", "grad_norm", "entropy",
                "step_time", "samples_per_second"}
-EVAL_KEYS = {"eval_accuracy", "eval_format_rate", "eval_mean_completion_tokens"}
+EVAL_KEYS = {"eval_accuracy", "eval_accuracy_lenient", "eval_format_rate", "eval_mean_completion_tokens"}
 
 
 def state(step: int = 0, max_steps: int = 8) -> TrainerState:
@@ -190,7 +190,8 @@ def test_accuracy_eval_runs_on_schedule_restores_train_mode_and_queues_metrics()
     def evaluate(model, tokenizer, dataset, **kw):
         calls.append((model.training, kw["temperature"], kw["max_completion_length"]))
         model.eval()  # even an evaluate that leaves the model in eval mode must not end training mode
-        return {"accuracy": 0.5, "format_rate": 0.75, "mean_completion_tokens": 20.0, "n": 4}, []
+        return {"accuracy": 0.5, "accuracy_lenient": 0.625, "format_rate": 0.75, "mean_completion_tokens": 20.0,
+                "n": 4}, []
 
     model = torch.nn.Linear(1, 1)
     logged = []
@@ -199,6 +200,7 @@ def test_accuracy_eval_runs_on_schedule_restores_train_mode_and_queues_metrics()
     ev.trainer = trainer
     ev.on_train_begin(ARGS, state(0, max_steps=5), TrainerControl())
     assert set(logged[0]) == EVAL_KEYS | {"eval_runtime"} and logged[0]["eval_accuracy"] == 0.5
+    assert logged[0]["eval_accuracy_lenient"] == 0.625  # eval.py's lenient score, logged at every eval
     ran = []
     for step in range(1, 6):
         control = ev.on_step_end(ARGS, state(step, max_steps=5), TrainerControl())

@@ -225,7 +225,8 @@ class AccuracyEval(TrainerCallback):
     """Greedy accuracy on held-out problems every `every` steps, before training, and on the final model.
 
     `evaluate` is `scoring.evaluate` (the code eval.py runs, so training and eval agree on "correct"); results go
-    into that step's logs as eval_accuracy, eval_format_rate, eval_mean_completion_tokens, eval_runtime (s).
+    into that step's logs as eval_accuracy, eval_accuracy_lenient (eval.py's: the last number counts too),
+    eval_format_rate, eval_mean_completion_tokens, eval_runtime (s).
     `reward_funcs` are the run's reward callables, passed through, so eval records carry the training reward.
     Under several processes the eval runs once, in rank 0 (its numbers then do not depend on the process count),
     and every rank logs and keeps the same numbers (`launch.run_on_main`); only sharded weights (ZeRO-3, FSDP),
@@ -260,7 +261,8 @@ class AccuracyEval(TrainerCallback):
                                        reward_funcs=self.reward_funcs, reward_weights=self.reward_weights)
         finally:
             model.train(was_training)
-        out = {f"eval_{k}": float(metrics[k]) for k in ("accuracy", "format_rate", "mean_completion_tokens")
+        out = {f"eval_{k}": float(metrics[k]) for k in ("accuracy", "accuracy_lenient", "format_rate",
+                                                                      "mean_completion_tokens")
                if as_number(metrics.get(k)) is not None}
         out["eval_runtime"] = time.perf_counter() - started
         return out
