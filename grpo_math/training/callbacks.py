@@ -6,10 +6,9 @@
                     a crash leaves a valid file), OUTPUT_DIR/completions.jsonl (every --log_completions_steps:
                     prompt, completion, gold answer, each reward, advantage, step) and the same completions as
                     text in TensorBoard; it also measures samples (completions) per second.
-    AccuracyEval    greedy accuracy on held-out problems every --eval_every steps (and at step 0 with
-                    --eval_before_train, and on the final model), through `scoring.evaluate`, the code eval.py
-                    runs, with the run's own reward callables; once per eval, in rank 0, under several processes;
-                    a new best step is saved and kept (best_checkpoint.py).
+    AccuracyEval    greedy accuracy (strict and lenient) on held-out problems every --eval_every steps (at step 0
+                    with --eval_before_train, and on the final model), through eval.py's `scoring.evaluate` with
+                    the run's rewards; in rank 0 alone; a new best step is saved and kept (best_checkpoint.py).
     ConsoleProgress one tqdm bar (step, samples/s, time left, reward) instead of transformers' per-step dict
                     dump, one line per eval, and the `health.HealthCheck` warnings.
 
@@ -224,9 +223,8 @@ class RunLog(TrainerCallback):
 class AccuracyEval(TrainerCallback):
     """Greedy accuracy on held-out problems every `every` steps, before training, and on the final model.
 
-    `evaluate` is `scoring.evaluate` (the code eval.py runs, so training and eval agree on "correct"); results go
-    into that step's logs as eval_accuracy, eval_accuracy_lenient (eval.py's: the last number counts too),
-    eval_format_rate, eval_mean_completion_tokens, eval_runtime (s).
+    `evaluate` is `scoring.evaluate` (eval.py's, so both agree on "correct"); results go into that step's logs as
+    eval_accuracy, eval_accuracy_lenient, eval_format_rate, eval_mean_completion_tokens, eval_runtime (s).
     `reward_funcs` are the run's reward callables, passed through, so eval records carry the training reward.
     Under several processes the eval runs once, in rank 0 (its numbers then do not depend on the process count),
     and every rank logs and keeps the same numbers (`launch.run_on_main`); only sharded weights (ZeRO-3, FSDP),
@@ -261,8 +259,8 @@ class AccuracyEval(TrainerCallback):
                                        reward_funcs=self.reward_funcs, reward_weights=self.reward_weights)
         finally:
             model.train(was_training)
-        out = {f"eval_{k}": float(metrics[k]) for k in ("accuracy", "accuracy_lenient", "format_rate",
-                                                                      "mean_completion_tokens")
+        out = {f"eval_{k}": float(metrics[k])
+               for k in ("accuracy", "accuracy_lenient", "format_rate", "mean_completion_tokens")
                if as_number(metrics.get(k)) is not None}
         out["eval_runtime"] = time.perf_counter() - started
         return out
