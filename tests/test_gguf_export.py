@@ -15,13 +15,13 @@ import torch
 
 pytest.importorskip("gguf")
 
-import grpo_math
+from grpo_math.models import warm_start
 from grpo_math.models import gguf_export
 from grpo_math.data.sources import encode_prompts
 from grpo_math.models.loading import load_model, load_tokenizer
 from grpo_math.models.tiny import build_tokenizer
 
-DEMO = Path(grpo_math.__file__).parent / "demo_model"  # the tiny model after its warm start: confident answers
+DEMO = warm_start.SHIPPED  # the tiny model after its warm start: confident answers
 TOL = {"f16": 0.02, "q8_0": 0.3}
 QUESTION = [{"role": "user", "content": "Ana has 7 apples and gets 5 more. How many apples does she have?"}]
 
