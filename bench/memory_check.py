@@ -35,6 +35,8 @@ def measure(argv: list[str]) -> dict:
     import main
     import train
     from grpo_math.training import memory
+    from grpo_math.training import trainer  # noqa: F401 - TRL, PEFT and the trainer imported before the
+    # measurement starts: their import memory is the same whatever the model, and not what the estimate counts
 
     seen: dict = {}
     original_check, original_load = memory.check, train.load_model

@@ -2,8 +2,9 @@
 that fit, and the one-line out-of-memory message.
 
 Tolerance: the estimate is within 40% of the measured growth of peak resident memory (0.6 <= estimate /
-measured <= 1.4). Measured on two shared CPU cores: the demo 106 MiB estimated vs 140 MiB measured (0.76);
-configs/smollm2-135m-arithmetic.yaml 13.9 GiB vs 11.3 GiB (1.23).
+measured <= 1.4), each step measured in a fresh process (bench/memory_check.py). Measured on two CPU cores: the
+demo 206 MiB estimated vs 224 MiB measured (0.92); the SmolLM2 test's shape (the preset, batch 8, 4 generations,
+32 tokens) 2.76 GiB vs 3.65 GiB (0.75).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def test_the_parts_follow_the_settings(tmp_path, tiny_model_dir):
     longer = memory.estimate(dataclasses.replace(base, max_completion_length=64), shape, 100)
     assert longer.parts["generation KV cache"] > est.parts["generation KV cache"]
     p = est.parts  # generation and the training pass do not overlap
-    fixed = p["weights"] + p["inference copy"] + p["trainable state"] + p["reference model"]
+    fixed = p["weights"] + p["inference copy"] + p["trainable state"] + p["reference model"] + p["runtime (CPU)"]
     assert est.peak == fixed + max(p["generation KV cache"], p["activations"] + p["logits"])
 
 

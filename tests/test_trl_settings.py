@@ -137,10 +137,10 @@ def test_eval_and_inference_take_the_runs_chat_template_kwargs(tmp_path, tiny_mo
     (run / "run_config.json").write_text(json.dumps({"args": {"chat_template_kwargs": {"enable_thinking": False},
                                                               "dataset_id": "arithmetic:1"}}))
     a = eval_cli.build_parser().parse_args(["--model_dir", str(tiny_model_dir), "--run_dir", str(run)])
-    assert eval_cli.resolve_config(a)[0]["chat_template_kwargs"] == {"enable_thinking": False}
+    assert eval_cli.resolve_config(a)[0].chat_template_kwargs == {"enable_thinking": False}
     a = eval_cli.build_parser().parse_args(["--model_dir", str(tiny_model_dir), "--run_dir", str(run),
                                             "--chat_template_kwargs", "enable_thinking=true"])
-    assert eval_cli.resolve_config(a)[0]["chat_template_kwargs"] == {"enable_thinking": True}
+    assert eval_cli.resolve_config(a)[0].chat_template_kwargs == {"enable_thinking": True}
     a = inference.build_parser().parse_args(["--model_dir", "x", "--chat_template_kwargs", "enable_thinking=0"])
     assert a.chat_template_kwargs == {"enable_thinking": 0}
 
