@@ -5,7 +5,7 @@
     python export_gguf.py ~/models/my-model --out_dir gguf/
 
 An adapter (a LoRA run's final/, best/ or checkpoint-N/) is merged into its base model in float32 first; the
-writing is grpo_math/gguf_export.py (f16 and q8_0, the tokenizer and chat template; Llama and Qwen2 models).
+writing is grpo_math/models/gguf_export.py (f16 and q8_0, the tokenizer and chat template; Llama and Qwen2 models).
 `python inference.py --model_dir FILE.gguf` answers with the result. Left out on purpose: other quantisation
 types (llama.cpp's llama-quantize makes them from the f16 file).
 """

@@ -131,9 +131,9 @@ def build_parser() -> FlagParser:
     g.add_argument("--lr_scheduler_type", choices=list(config.LR_SCHEDULERS), help="learning-rate schedule")
     g.add_argument("--max_grad_norm", type=_positive_float, help="gradient clipping norm")
     g.add_argument("--gradient_checkpointing", action=argparse.BooleanOptionalAction,
-                   help="recompute each layer's forward in the backward instead of keeping its activations: less "
-                        "memory (about 1/3 of the activations on SmolLM2-135M), about 1/3 more compute per step; "
-                        "off by default")
+                   help="keep only each layer's input and recompute its forward in the backward: activation "
+                        "memory drops to about one layer's worth (the estimate printed at start shows it), for a "
+                        "second forward pass per step (roughly a third more compute); off by default")
     g.add_argument("--reward_funcs", nargs="+",
                    help=f"rewards to sum: {', '.join(sorted(REWARD_FUNCS))}, or file.py:fn / package.module:fn")
     g.add_argument("--reward_weights", nargs="+", type=float, help="one weight per reward (default: all 1.0)")

@@ -1,4 +1,4 @@
-"""The memory estimate (grpo_math/memory.py) next to the measured peak, for one training step on CPU.
+"""The memory estimate (grpo_math/training/memory.py) next to the measured peak, for one training step on CPU.
 
     python bench/memory_check.py --demo                                   # the demo's settings
     python bench/memory_check.py --config configs/smollm2-135m-arithmetic.yaml --model_id PATH.gguf
