@@ -315,19 +315,24 @@ def _run(config: RunConfig, stop: GracefulStop) -> Path:
                     tokenizer.save_pretrained(str(staged / "merged"))
                 checkpoints.publish(staged, final)
                 best_checkpoint.sync_best(out, trainer.best_eval)  # best/: this run's best step (a resume may move it)
-                if config.export_gguf:  # final/, read back and merged in float32: RUN/final.f16.gguf, final.q8_0.gguf
-                    gguf_export.export_model_dir(final, out, stem=rundir.FINAL)
     except DiskFull:
         if trainer.is_world_process_zero():
             checkpoints.discard(staged)  # gives the space back; the checkpoints are untouched
         raise
+    if config.export_gguf and trainer.is_world_process_zero():  # final/, merged in float32: RUN/final.{f16,q8_0}.gguf
+        try:
+            with writing("the GGUF export of final/", out):
+                gguf_export.export_model_dir(final, out, stem=rundir.FINAL)
+        except gguf_export.GGUFExportError as e:
+            raise RunError(f"--export_gguf: {e}; final/ is complete: python export_gguf.py {out}") from None
     stop.stage, stop.finished = "while drawing the plots", True
     logger.info("done in %.1f s; final model in %s", time.time() - t0, final)
 
     # 8. plots, training_report.json and the summary; a plotting failure never fails a finished run
     if trainer.is_world_process_zero():
-        plots.print_summary(out, console.health, wall_time_s=time.time() - t0, tensorboard="tensorboard" in config.report_to,
-                      started_from=DEMO_START if config.build_tiny_model else None)
+        plots.print_summary(out, console.health, wall_time_s=time.time() - t0,
+                            tensorboard="tensorboard" in config.report_to,
+                            started_from=DEMO_START if config.build_tiny_model else None)
     return final
 
 
