@@ -75,7 +75,8 @@ def answer(model, tokenizer, prompt, *, max_new_tokens: int, temperature: float 
         streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     out = generate(model, encode_prompts(tokenizer, [prompt], chat_template_kwargs), max_new_tokens=max_new_tokens,
                    eos_token_ids=eos_token_ids(model, tokenizer), pad_token_id=tokenizer.pad_token_id,
-                   temperature=temperature, top_p=top_p, seed=seed, streamer=streamer)[0]
+                   temperature=temperature, top_p=top_p, seed=seed, streamer=streamer,
+                   compact=False)[0]  # one answer: nothing to share or drop, and --stream's random draws
     return decode(tokenizer, [out])[0], len(out)
 
 

@@ -89,7 +89,10 @@ def build_parser() -> FlagParser:
     g = p.add_argument_group("LoRA")
     g.add_argument("--lora_r", type=_positive_int, help="LoRA rank")
     g.add_argument("--lora_alpha", type=_positive_float, help="LoRA scale numerator (scale = alpha/r)")
-    g.add_argument("--lora_dropout", type=float, help="dropout on the LoRA input, 0 to 1")
+    g.add_argument("--lora_dropout", type=float,
+                   help="dropout on the LoRA input, 0 to 1 (default 0, PEFT's: rollouts sample without dropout, so "
+                        "dropout in the loss pass trains a policy other than the one sampled, and on CPU it was a "
+                        "third of a SmolLM2 step)")
     g.add_argument("--lora_target_modules", nargs="+",
                    help="module names to adapt (q_proj v_proj ...) or all-linear")
     g.add_argument("--full_finetune", action="store_true", help="train all weights instead of a LoRA adapter")

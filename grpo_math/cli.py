@@ -73,4 +73,5 @@ def add_device_flags(group: Any, what: str) -> None:
     group.add_argument("--device", default="auto", choices=list(DEVICES), help=f"where to {what}; auto = CUDA, "
                                                                                "then MPS, then CPU")
     group.add_argument("--dtype", default="auto", choices=list(DTYPES),
-                       help="compute dtype; auto = bf16 on recent GPUs, fp16 on older ones, fp32 on MPS and CPU")
+                       help="compute dtype; auto = bf16 on recent GPUs and on CPUs with native bf16 (mixed precision, "
+                            "fp32 master weights), fp16 on older GPUs, fp32 on MPS and other CPUs")

@@ -115,7 +115,7 @@ class RunConfig:
     # LoRA
     lora_r: int = 16
     lora_alpha: float = 32
-    lora_dropout: float = 0.05
+    lora_dropout: float = 0.0  # PEFT's default; see main.py's --lora_dropout
     lora_target_modules: list[str] = _list("all-linear")
     full_finetune: bool = False
     merge: bool = False

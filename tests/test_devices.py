@@ -22,6 +22,7 @@ def machine(monkeypatch):
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
         monkeypatch.setattr(torch.cuda, "device_count", lambda: n_gpu if cuda else 0)
         monkeypatch.setattr(devices, "_mps_available", lambda: mps)
+        monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda *a: bf16)  # bf16: the GPU's, or the CPU's
         monkeypatch.delenv("WORLD_SIZE", raising=False)
 
     return set_
@@ -64,7 +65,8 @@ def test_unknown_device_is_rejected(machine):
         ("cuda", True, torch.bfloat16),  # Ampere and newer
         ("cuda", False, torch.float16),  # V100, T4
         ("mps", True, torch.float32),  # stable on every macOS/torch pair
-        ("cpu", True, torch.float32),  # CPU half precision is slow and TRL's bf16 default fails there
+        ("cpu", True, torch.bfloat16),  # native bf16 (avx512_bf16, amx_bf16, Arm bf16): about 2x fp32
+        ("cpu", False, torch.float32),  # emulated bf16 would be slower than fp32
     ],
 )
 def test_auto_dtype(machine, device, bf16, expected):
@@ -87,6 +89,24 @@ def test_trainer_flags_match_placement():
     assert Placement("cpu", torch.float32).trainer_flags == {"bf16": False, "fp16": False, "use_cpu": True}
     assert Placement("cuda", torch.bfloat16).trainer_flags == {"bf16": True, "fp16": False, "use_cpu": False}
     assert Placement("cuda", torch.float16).trainer_flags == {"bf16": False, "fp16": True, "use_cpu": False}
+
+
+X86_BF16 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_tile\n"
+X86_OLD = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n"
+ARM_BF16 = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n"
+
+
+@pytest.mark.parametrize("cpuinfo, native", [(X86_BF16, True), (X86_OLD, False), (ARM_BF16, True), ("", False),
+                                             ("model name\t: avx512_bf16 in a name\n", False)])
+def test_native_bf16_is_read_from_the_cpu_flags(cpuinfo, native):
+    assert devices.cpu_has_native_bf16(cpuinfo) is native
+
+
+def test_cpu_bf16_keeps_fp32_master_weights_for_full_finetuning():
+    p = Placement("cpu", torch.bfloat16)
+    assert p.trainer_flags == {"bf16": True, "fp16": False, "use_cpu": True}  # TRL's autocast
+    assert p.load_dtype(full_finetune=True) == torch.float32
+    assert p.load_dtype(full_finetune=False) == torch.bfloat16  # the frozen LoRA base; adapters stay fp32
 
 
 def test_fp16_full_finetune_keeps_fp32_master_weights():

@@ -36,7 +36,11 @@ def test_lora_two_steps_changes_only_the_adapter(tmp_path):
     # the toy reward varies between completions of a random model, so the advantages, and the update, are non-zero
     run = train(tmp_path, "--max_steps", "2", "--save_steps", "1", "--lora_r", "4", "--reward_funcs", TOY_REWARD)
     config = json.loads((run / "run_config.json").read_text())
-    assert config["args"]["max_steps"] == 2 and config["device"] == "cpu" and config["dtype"] == "fp32"
+    from grpo_math.runtime.devices import dtype_name, resolve_dtype
+
+    # --dtype auto: bf16 on a CPU with native bf16, else fp32; run_config.json says which
+    assert config["args"]["max_steps"] == 2 and config["device"] == "cpu"
+    assert config["dtype"] == dtype_name(resolve_dtype("cpu", "auto"))
     assert config["versions"]["trl"] == "1.16.0"
     for d in ("checkpoint-1", "checkpoint-2", "final"):
         assert (run / d / "adapter_model.safetensors").is_file(), d
@@ -53,6 +57,7 @@ def test_lora_two_steps_changes_only_the_adapter(tmp_path):
 
     # the frozen base is untouched: the adapter holds only LoRA tensors, and the base file is the shipped one
     assert all("lora_" in k for k in final)
+    assert all(v.dtype == torch.float32 for v in final.values())  # fp32 master weights, also under bf16
     from grpo_math.models.warm_start import SHIPPED
 
     reference = load_file(SHIPPED / "model.safetensors")

@@ -39,6 +39,7 @@ import torch
 from transformers import CompileConfig, GenerationConfig, PreTrainedModel, StaticCache
 
 from grpo_math.config import FAST_GENERATION_MODES
+from grpo_math.models.decode import decode, left_pad, unsupported
 
 logger = logging.getLogger(__name__)
 
@@ -61,15 +62,15 @@ def generation_config_for(
     *, max_new_tokens: int, eos_token_ids: list[int], pad_token_id: int, temperature: float = 0.0,
     top_p: float = 1.0, top_k: int = 0, min_p: float | None = None, repetition_penalty: float = 1.0,
 ) -> GenerationConfig:
-    """The GenerationConfig `generate` uses: temperature 0 is greedy; top_k 0 means no top-k filter, min_p None
-    no min-p filter; the repetition penalty applies to greedy decoding too, as in transformers."""
+    """The GenerationConfig `generate` uses: temperature 0 is greedy; top_k 0 means no top-k filter (passed as 0:
+    left unset, transformers would apply its default of 50), min_p None no min-p filter; the repetition penalty applies to greedy decoding too, as in transformers."""
     sample = temperature > 0
     return GenerationConfig(
         max_new_tokens=max_new_tokens,
         do_sample=sample,
         temperature=temperature if sample else None,
         top_p=top_p if sample else None,
-        top_k=top_k if sample and top_k > 0 else None,
+        top_k=top_k if sample else None,  # 0 turns top-k off; None would mean transformers' default, 50
         min_p=min_p if sample else None,
         # Explicit, so a model's own generation_config.json (Qwen2.5's says 1.1) cannot change what "greedy"
         # means between models; transformers only fills in values left as None.
@@ -77,19 +78,6 @@ def generation_config_for(
         eos_token_id=list(eos_token_ids),
         pad_token_id=pad_token_id,
     )
-
-
-def left_pad(prompt_ids: list[list[int]], pad_token_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded `input_ids` and `attention_mask`, both [B, P] with P the longest prompt."""
-    if not prompt_ids or any(len(p) == 0 for p in prompt_ids):
-        raise ValueError("generate: every prompt needs at least one token (got an empty batch or an empty prompt)")
-    width = max(len(p) for p in prompt_ids)
-    ids = torch.full((len(prompt_ids), width), pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(prompt_ids), width), dtype=torch.long)
-    for i, p in enumerate(prompt_ids):
-        ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
-        mask[i, width - len(p):] = 1
-    return ids.to(device), mask.to(device)
 
 
 def cut_after_eos(completions: torch.Tensor | list[list[int]], eos_token_ids: list[int]) -> list[list[int]]:
@@ -120,9 +108,13 @@ def _static_cache(model: torch.nn.Module, batch_size: int, needed_len: int) -> S
 def generate_with_config(
     model: torch.nn.Module, prompt_ids: list[list[int]], generation_config: GenerationConfig, *,
     seed: int | None = None, use_static_cache: bool | None = None, compile_decode: bool | None = None,
-    streamer: Any = None,
+    streamer: Any = None, compact: bool = True,
 ) -> list[list[int]]:
     """`generate` with a ready GenerationConfig (the trainer passes TRL's own, so sampling semantics match).
+
+    Without a static cache (CPU and MPS by default) it runs decode.py's loop, which prefills each distinct
+    prompt once and drops finished rows, when the config allows (`decode.unsupported`) and `compact` is on;
+    otherwise transformers' `generate`.
 
     `generation_config.eos_token_id` holds the ids that end a completion; `pad_token_id` must be set. Its
     `cache_implementation` and `disable_compile` are overridden here (TRL turns compile off). `compile_decode` None
@@ -138,6 +130,12 @@ def generate_with_config(
         raise ValueError("generate: compile_decode=True needs use_static_cache=True (a dynamic cache changes shape every step)")
     eos = generation_config.eos_token_id
     eos_token_ids = [eos] if isinstance(eos, int) else list(eos or [])
+    rng = torch.random.fork_rng(devices=[device] if device.type == "cuda" else []) if seed is not None else nullcontext()
+    if compact and not use_static_cache and streamer is None and unsupported(model, generation_config) is None:
+        with rng:  # decode.py: each distinct prompt prefilled once, finished rows out of the batch
+            if seed is not None:
+                torch.manual_seed(seed)
+            return decode(model, prompt_ids, generation_config)
     input_ids, attention_mask = left_pad(prompt_ids, generation_config.pad_token_id, device)  # [B, P]
     config = copy.deepcopy(generation_config)
     config.cache_implementation = None  # the cache, if static, is passed in below
@@ -146,7 +144,6 @@ def generate_with_config(
         # transformers compiles the decode step only (prefill shapes vary), once per model, with this config
         config.compile_config = config.compile_config or CompileConfig(mode="reduce-overhead")
         config.compile_config._compile_all_devices = device.type != "cuda" or None
-    rng = torch.random.fork_rng(devices=[device] if device.type == "cuda" else []) if seed is not None else nullcontext()
     with rng, torch.no_grad():  # not inference_mode: a reused static cache is written in place later
         if seed is not None:
             torch.manual_seed(seed)
@@ -163,7 +160,7 @@ def generate(
     model: torch.nn.Module, prompt_ids: list[list[int]], *, max_new_tokens: int, eos_token_ids: list[int],
     pad_token_id: int, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0, seed: int | None = None,
     use_static_cache: bool | None = None, streamer: Any = None, min_p: float | None = None,
-    repetition_penalty: float = 1.0,
+    repetition_penalty: float = 1.0, compact: bool = True,
 ) -> list[list[int]]:
     """Completions for a batch of tokenized prompts, each cut after its first EOS (kept), no padding.
 
@@ -172,14 +169,15 @@ def generate(
     for a PEFT model, `InferenceCopy(model).model` generates ~4x faster on GPU. temperature 0 is greedy;
     `seed` makes sampling repeatable without touching the caller's RNG state. `use_static_cache` None means on
     for CUDA (where the decode step is then compiled), off elsewhere. `streamer` is transformers' hook
-    (`TextStreamer`: inference.py --stream), for a batch of one.
+    (`TextStreamer`: inference.py --stream), for a batch of one. `compact` False keeps transformers' `generate`
+    (see `generate_with_config`).
     """
     config = generation_config_for(
         max_new_tokens=max_new_tokens, eos_token_ids=eos_token_ids, pad_token_id=pad_token_id,
         temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p, repetition_penalty=repetition_penalty,
     )
     return generate_with_config(model, prompt_ids, config, seed=seed, use_static_cache=use_static_cache,
-                                streamer=streamer)
+                                streamer=streamer, compact=compact)
 
 
 # ---------------------------------------------------------------------------------------------------------------
