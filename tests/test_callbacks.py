@@ -427,3 +427,11 @@ def test_demo_run_leaves_every_output_valid_and_visualize_regenerates_the_plots(
     assert all((out / name).stat().st_size > 10_000 for name in visualize.PLOTS)
     assert json.loads((out / visualize.REPORT).read_text())["summary"] == report["summary"]
     assert not math.isnan(report["summary"]["mean_completion_tokens"])
+
+
+def test_the_summary_names_the_device_and_dtype():
+    from grpo_math.runs.report import format_summary
+
+    text = format_summary({"summary": {"steps": 2}}, wall_time_s=1.0, computed_on="cpu, bf16")
+    assert "device, dtype            cpu, bf16" in text
+    assert "device, dtype" not in format_summary({"summary": {"steps": 2}}, wall_time_s=1.0)

@@ -303,5 +303,10 @@ def print_summary(out: Path, health, *, wall_time_s: float, tensorboard: bool, s
         logging.getLogger(__name__).warning("could not draw the plots (%s: %s); rerun `python visualize.py %s`", type(e).__name__, e, out)
         written = out / REPORT  # written before the plots, unless the log itself was unreadable
         report = json.loads(written.read_text()) if written.is_file() else {"run_dir": str(out)}
+    try:  # run_config.json: the device and dtype the run computed in
+        run = json.loads((out / "run_config.json").read_text())
+        computed_on = f"{run['device']}, {run['dtype']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        computed_on = None
     print(format_summary(report, wall_time_s=wall_time_s, warnings=health.warnings, tensorboard=tensorboard,
-                         started_from=started_from), flush=True)
+                         started_from=started_from, computed_on=computed_on), flush=True)

@@ -171,7 +171,7 @@ def _fmt(value: Any, spec: str = ".4g") -> str:
 
 
 def format_summary(report: dict, *, wall_time_s: float, warnings: list[dict] | None = None,
-                   tensorboard: bool = True, started_from: str | None = None) -> str:
+                   tensorboard: bool = True, started_from: str | None = None, computed_on: str | None = None) -> str:
     """The end-of-run summary, from a `build_report` dict; a few lines a user reads at a glance. `started_from`
     says what the model was before this run, when that is not plain from the command (the demo's warm start)."""
     s = report.get("summary", {})
@@ -179,6 +179,8 @@ def format_summary(report: dict, *, wall_time_s: float, warnings: list[dict] | N
     lines = [f"Run finished: {s.get('steps', 0)} steps in {wall_time_s:.1f} s (wall time) -> {run_dir}"]
     if started_from:
         lines.append(f"  started from             {started_from}")
+    if computed_on:  # the device and the dtype --dtype auto chose (bf16 on a CPU with native bf16)
+        lines.append(f"  device, dtype            {computed_on}")
     lines.append(f"  mean reward              {_fmt(s.get('mean_reward'))}")
     lines.append(f"  mean loss                {_fmt(s.get('mean_loss'))}")
     clipped = s.get("mean_clipped_ratio")
