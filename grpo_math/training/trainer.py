@@ -49,6 +49,7 @@ from grpo_math.runs.rundir import as_number
 from grpo_math.runs.diskfull import writing
 from grpo_math.models.quantize import is_4bit
 from grpo_math.runs import best_checkpoint
+from grpo_math.training.lora_inputs import uncast_lora_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -335,8 +336,8 @@ class FastGRPOTrainer(GuardedGRPOTrainer):
         return completion_ids, None  # no sampling logprobs, as in TRL's own transformers path
 
     def _get_per_token_logps_and_entropies(self, *args: Any, **kwargs: Any):
-        with eager_lm_head(self.accelerator.device):  # the loss pass's (and reference's) LM head, eager devices
-            return super()._get_per_token_logps_and_entropies(*args, **kwargs)
+        with eager_lm_head(self.accelerator.device), uncast_lora_inputs(self.model, self.accelerator.mixed_precision):
+            return super()._get_per_token_logps_and_entropies(*args, **kwargs)  # the loss pass's and reference's
 
 
 # TRL's tiles for its chunked LM head (tokens x vocabulary entries), and the ones eager_lm_head uses on CPU and MPS
