@@ -11,11 +11,16 @@ torch's allocations). tests/test_memory.py calls `measure`.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import resource
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _peak_rss() -> int:
@@ -66,6 +71,9 @@ def measure(argv: list[str]) -> dict:
 
 
 if __name__ == "__main__":
+    if importlib.util.find_spec("main") is None:  # run as a script: the checkout's main.py is not importable
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        sys.exit(subprocess.run([sys.executable, __file__, *sys.argv[1:]], env=env).returncode)
     r = measure(sys.argv[1:])
     print(json.dumps({k: (round(v / 2**20, 1) if isinstance(v, float | int) and k != "prompt_len" else v)
                       for k, v in r.items() if k != "parts"}), "MiB")

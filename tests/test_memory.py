@@ -3,8 +3,8 @@ that fit, and the one-line out-of-memory message.
 
 Tolerance: the estimate is within 40% of the measured growth of peak resident memory (0.6 <= estimate /
 measured <= 1.4), each step measured in a fresh process (bench/memory_check.py). Measured on two CPU cores: the
-demo 206 MiB estimated vs 224 MiB measured (0.92); the SmolLM2 test's shape (the preset, batch 8, 4 generations,
-32 tokens) 2.76 GiB vs 3.65 GiB (0.75).
+demo 140 MiB estimated vs 149 MiB measured (0.94); the SmolLM2 test's shape (the preset, batch 8, 4 generations,
+32 tokens) 1,352 MiB vs 1,332 MiB (1.02).
 """
 
 from __future__ import annotations
@@ -76,12 +76,12 @@ def test_a_run_that_does_not_fit_is_warned_with_flags_that_fit(tmp_path, tiny_mo
     shape = memory.model_shape(str(tiny_model_dir))
     config = _demo_config(tmp_path)
     est = memory.estimate(config, shape, 100).peak
-    monkeypatch.setattr(memory, "available", lambda device: int(est * 0.8))
+    monkeypatch.setattr(memory, "available", lambda device: int(est * 0.9))  # checkpointing: 0.84 of it
     with caplog.at_level(logging.INFO, logger="grpo_math.training.memory"):
         memory.check(config, shape, 100)
     warning = next(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     assert "exceeds" in warning and "try --gradient_checkpointing" in warning
-    for flag in memory.fixes(config, shape, 100, est * 0.8):  # each suggestion really fits
+    for flag in memory.fixes(config, shape, 100, est * 0.9):  # each suggestion really fits
         assert flag.startswith("--")
     assert any("estimated peak memory" in r.getMessage() for r in caplog.records)
 

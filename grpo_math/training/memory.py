@@ -16,7 +16,7 @@ What it counts (per process), with e the bytes of the training dtype:
    static cache on CUDA;
 4. the training pass on one micro-batch (--batch_size sequences of that length): the activations autograd
    keeps per layer (norm inputs and outputs, q/k/v, attention output, the MLP's gate/up/product, LoRA's
-   dropout inputs), one layer's worth with --gradient_checkpointing; and the logits of the completion
+   dropout output and mask, or without dropout under autocast its input's copy outside the fast path), one layer's worth with --gradient_checkpointing; and the logits of the completion
    positions in e plus four fp32 copies (TRL's fp32 cast, log-softmax, entropy, and their gradient).
 The parts never all peak at once (generation ends before the training pass), so the total is the weights and
 state plus the larger of 3 and 4. It leaves out the CUDA context (~0.5 GB), allocator fragmentation and
@@ -137,8 +137,10 @@ def estimate(config: RunConfig, shape: Shape, prompt_len: int) -> Estimate:
     kv = 2 * shape.layers * shape.kv_dim * cache_len * gen_rows * e + gen_rows * shape.vocab * 4 * 2
     tokens = config.batch_size * seq
     per_layer_token = e * (6 * shape.hidden + 2 * (shape.q_dim + 2 * shape.kv_dim) + 4 * shape.intermediate)
-    if lora:
-        per_layer_token += (e + 1) * shape.lora_in_features / shape.layers  # dropout's input and mask
+    if lora and config.lora_dropout > 0:
+        per_layer_token += (e + 1) * shape.lora_in_features / shape.layers  # dropout's output and mask
+    elif lora and e < 4 and not fast:  # PEFT's input cast under autocast (lora_inputs.py skips it in the fast path)
+        per_layer_token += e * shape.lora_in_features / shape.layers
     if config.gradient_checkpointing:  # each layer's input, and one layer rebuilt at a time
         activations = tokens * (per_layer_token + e * shape.hidden * shape.layers)
     else:
