@@ -20,8 +20,8 @@ last number, so it does not depend on the answer format: a rise in lenient accur
 better, a rise in strict accuracy alone can be the model learning to state its answer.
 `--arm stock` trains the same model on the same data with the same settings through TRL's `GRPOTrainer` as it
 comes (the project's subclass only adds whole checkpoints and reward checks): TRL's own generation
-(`--fast_generation off`), TRL's default gradient checkpointing, TRL's bf16 autocast (as `--dtype bf16`: on a
-CPU without native bf16 the project would pick fp32 for both), and TRL's own `accuracy_reward`
+(`--fast_generation off`), TRL's default gradient checkpointing, TRL's bf16 autocast (`--dtype bf16`: TRL's
+`bf16=True` default, with the frozen base held in bf16, a little faster than TRL's fp32 one), TRL's `accuracy_reward`
 (bench/trl_accuracy.py); the same in-run eval scores it. Both arms get the same wall-clock budget
 (`--budget_s`, the training command's time, model loading and the in-run evals included): an arm still training
 then gets SIGTERM, finishes its step and saves a checkpoint (main.py's graceful stop), and eval.py scores that
