@@ -111,7 +111,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="training seed")
     p.add_argument("--budget_s", type=float, default=BUDGET_S,
                    help=f"wall-clock budget of the training command, per arm (default {BUDGET_S:.0f})")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.budget_s <= 0:
+        p.error(f"--budget_s {args.budget_s:g}: give a positive number of seconds")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -116,9 +116,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.eval_problems = args.eval_problems if args.eval_problems is not None else (1319 if cuda else 0)
     if args.warmup < 1 or args.steps < 1:
         p.error("--warmup and --steps must be at least 1 (the first step sets up the data loader and compiles)")
-    args.micro_batch = args.micro_batch or args.completions
-    if args.completions % args.num_generations or args.completions % args.micro_batch:
-        p.error(f"--num_generations and --micro_batch must divide --completions {args.completions}")
+    args.micro_batch = args.completions if args.micro_batch is None else args.micro_batch
+    if args.micro_batch < 1 or args.completions % args.num_generations or args.completions % args.micro_batch:
+        p.error(f"--num_generations and --micro_batch must be positive and divide --completions {args.completions}")
     needed = [] if args.shape == "smollm2" else [("--gsm8k", args.gsm8k / "train.jsonl")]
     if args.eval_problems > 0:  # read after every arm has run: a missing file must fail here, not then
         needed.append(("--gsm8k", args.gsm8k / "test.jsonl"))
